@@ -1,0 +1,72 @@
+"""The container's exception hierarchy; every class carries the WAMP error URI it maps to.
+
+The management API turns a :class:`ContainerError` into an ``ApplicationError`` with
+``uri`` as its error and ``str(error)`` as its message, plus the keyword arguments in
+``details`` (never a traceback). The URIs are listed in ``docs/management-api.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ContainerError(Exception):
+    """Base of every error the container reports to a caller."""
+
+    uri: ClassVar[str] = "crossbar.error.runtime_error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.details: dict[str, Any] = details
+
+
+class InvalidConfiguration(ContainerError):
+    """A configuration value is missing, of the wrong type or not allowed."""
+
+    uri = "crossbar.error.invalid_configuration"
+
+
+class ClassImportFailed(ContainerError):
+    """The component's class or callback could not be imported (or reloaded)."""
+
+    uri = "crossbar.error.class_import_failed"
+
+
+class AlreadyRunning(ContainerError):
+    """A component with this id already exists in the container."""
+
+    uri = "crossbar.error.already_running"
+
+
+class NoSuchComponent(ContainerError):
+    """No component with this id is known to the container."""
+
+    uri = "crossbar.error.no_such_object"
+
+
+class CannotConnect(ContainerError):
+    """The component's transport to its router could not be established."""
+
+    uri = "crossbar.error.cannot_connect"
+
+
+class ComponentStartFailed(ContainerError):
+    """The component connected but failed before it was ready.
+
+    Its constructor raised, ``onJoin`` raised, the router refused the join, the component
+    left before it was ready, or it did not become ready within the start timeout.
+    """
+
+    uri = "crossbar.error.cannot_start"
+
+
+class StartCancelled(ContainerError):
+    """A stop (or shutdown) arrived while the component was still starting."""
+
+    uri = "crossbar.error.cancelled"
+
+
+class ShuttingDown(ContainerError):
+    """The worker is shutting down and accepts no new components."""
+
+    uri = "crossbar.error.shutting_down"
