@@ -1,0 +1,169 @@
+"""The management API: procedures and lifecycle events on the management realm.
+
+Every procedure is registered under an explicit URI ``PREFIX.NAME``; domain errors become
+``ApplicationError``s in one place (:func:`_as_application_error`); every event goes out
+through :meth:`ManagementApi.publish`, which logs a publish that fails. The names and
+payloads are listed in ``docs/management-api.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import txaio
+from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import CallDetails, PublishOptions, RegisterOptions
+from twisted.internet.defer import Deferred, DeferredList
+
+from container.errors import ContainerError, InvalidConfiguration
+from container.supervisor import Supervisor
+
+log = txaio.make_logger()
+
+PROCEDURES = (
+    "start_component",
+    "stop_component",
+    "restart_component",
+    "get_component",
+    "get_components",
+    "get_status",
+    "shutdown",
+)
+
+
+def _as_application_error(error: ContainerError) -> ApplicationError:
+    return ApplicationError(error.uri, str(error), **error.details)
+
+
+def _caller(details: CallDetails | None) -> dict[str, Any] | None:
+    if details is None:
+        return None
+    return {
+        "session": details.caller,
+        "authid": details.caller_authid,
+        "authrole": details.caller_authrole,
+    }
+
+
+def _require_id(component_id: Any) -> str:
+    if not isinstance(component_id, str) or not component_id:
+        raise InvalidConfiguration(
+            f"component_id: must be a non-empty string, got {component_id!r}",
+            key="component_id",
+        )
+    return component_id
+
+
+class ManagementApi:
+    """Serves one worker's supervisor on the management realm, under ``prefix``."""
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        worker_id: str,
+        prefix: str,
+        shutdown: Callable[[str], Awaitable[list[str]]],
+    ) -> None:
+        self.supervisor = supervisor
+        self.worker_id = worker_id
+        self.prefix = prefix
+        self.session: Any = None
+        self._shutdown = shutdown
+
+    # -- wiring -------------------------------------------------------------------------------
+
+    async def attach(self, session: Any) -> None:
+        """Register every procedure on a (re)joined management session."""
+        self.session = session
+        options = RegisterOptions(details_arg="details")
+        registrations = [
+            session.register(self._guarded(getattr(self, name)), f"{self.prefix}.{name}",
+                             options=options)
+            for name in PROCEDURES
+        ]
+        await DeferredList(registrations, fireOnOneErrback=True, consumeErrors=True)
+
+    def detach(self) -> None:
+        self.session = None
+
+    def publish(self, topic: str, payload: dict[str, Any]) -> None:
+        """Publish ``PREFIX.topic`` to every subscriber, the caller included."""
+        session = self.session
+        event = {"worker": self.worker_id, **payload}
+        if session is None or not session.is_attached():
+            log.debug("not connected to the management realm: event {topic} dropped", topic=topic)
+            return
+        uri = f"{self.prefix}.{topic}"
+        try:
+            published = session.publish(
+                uri, event, options=PublishOptions(acknowledge=True, exclude_me=False)
+            )
+        except Exception as error:
+            log.warn("publishing {uri} failed: {error}", uri=uri, error=error)
+            return
+        published.addErrback(
+            lambda failure: log.warn("publishing {uri} failed: {error}", uri=uri,
+                                     error=failure.value)
+        )
+
+    @staticmethod
+    def _guarded(procedure: Callable[..., Awaitable[Any]]) -> Callable[..., Deferred[Any]]:
+        """Run a procedure, turning a ``ContainerError`` into its ``ApplicationError``."""
+
+        async def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await procedure(*args, **kwargs)
+            except ContainerError as error:
+                raise _as_application_error(error) from None
+            except TypeError as error:
+                raise ApplicationError(
+                    "wamp.error.invalid_argument", f"invalid arguments: {error}"
+                ) from None
+
+        def call(*args: Any, **kwargs: Any) -> Deferred[Any]:
+            return Deferred.fromCoroutine(guarded(*args, **kwargs))
+
+        return call
+
+    # -- procedures -----------------------------------------------------------------------
+
+    async def start_component(
+        self,
+        component_id: str,
+        config: dict[str, Any],
+        reload_modules: bool = False,
+        wait_for_router: bool = False,
+        details: CallDetails | None = None,
+    ) -> dict[str, Any]:
+        return await self.supervisor.start(
+            _require_id(component_id), config, bool(reload_modules), bool(wait_for_router)
+        )
+
+    async def stop_component(
+        self, component_id: str, details: CallDetails | None = None
+    ) -> dict[str, Any]:
+        return await self.supervisor.stop(_require_id(component_id), _caller(details))
+
+    async def restart_component(
+        self, component_id: str, reload_modules: bool = False, details: CallDetails | None = None
+    ) -> dict[str, Any]:
+        return await self.supervisor.restart(
+            _require_id(component_id), bool(reload_modules), _caller(details)
+        )
+
+    async def get_component(
+        self, component_id: str, details: CallDetails | None = None
+    ) -> dict[str, Any]:
+        return self.supervisor.get(_require_id(component_id))
+
+    async def get_components(
+        self, full: bool = False, details: CallDetails | None = None
+    ) -> list[Any]:
+        return self.supervisor.list(full=bool(full))
+
+    async def get_status(self, details: CallDetails | None = None) -> dict[str, Any]:
+        return {"id": self.worker_id, "prefix": self.prefix, **self.supervisor.status()}
+
+    async def shutdown(self, details: CallDetails | None = None) -> list[str]:
+        return await self._shutdown("requested")

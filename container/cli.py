@@ -1,0 +1,151 @@
+"""The ``container`` command: argument parsing and logging set-up.
+
+This is the only module that touches the global reactor. Subcommands import what they need
+when they run, so ``container worker`` never imports Crossbar.io and ``container check``
+starts no reactor at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from typing import Any
+
+EXIT_USAGE = 2
+
+
+def _worker_parser(commands: Any) -> None:
+    worker = commands.add_parser(
+        "worker",
+        help="run one container worker process (normally spawned by `container run`)",
+        description="Join a management realm and host WAMP components managed through it.",
+    )
+    worker.add_argument("--management", required=True, metavar="URL",
+                        help="management router: ws://HOST:PORT/PATH, wss://..., "
+                             "rs://HOST:PORT (RawSocket over TCP) or unix:/PATH (RawSocket)")
+    worker.add_argument("--realm", default="crossbar", help="management realm (default crossbar)")
+    worker.add_argument("--id", required=True, dest="worker_id", help="worker id")
+    worker.add_argument("--prefix", default="",
+                        help="URI prefix of the management API (default crossbar.worker.ID)")
+    worker.add_argument("--options", default=None, metavar="JSON",
+                        help="the container worker's `options` object, as in a node config")
+    worker.add_argument("--authid", default=None, help="authenticate to the management realm as")
+    worker.add_argument("--authmethod", choices=("ticket", "wampcra"), default="ticket")
+    worker.add_argument("--secret-env", default="CONTAINER_MANAGEMENT_SECRET", metavar="VAR",
+                        help="environment variable holding the secret (default "
+                             "CONTAINER_MANAGEMENT_SECRET)")
+    worker.add_argument("--secret-file", default=None, metavar="PATH",
+                        help="file holding the secret (first line)")
+    worker.add_argument("--state-file", default=None, metavar="PATH",
+                        help="checkpoint the component set here and resume it on start")
+    worker.add_argument("--serializer", choices=("cbor", "msgpack", "json"), default="cbor")
+    worker.add_argument("--loglevel", default="info",
+                        choices=("critical", "error", "warn", "info", "debug", "trace"))
+
+
+def _other_parsers(commands: Any) -> None:
+    router = commands.add_parser("router", help="run an embedded Crossbar.io router",
+                                 add_help=False)
+    router.add_argument("rest", nargs=argparse.REMAINDER)
+    check = commands.add_parser("check", help="validate node configuration files",
+                                add_help=False)
+    check.add_argument("rest", nargs=argparse.REMAINDER)
+    run = commands.add_parser("run", help="run a node from a configuration file",
+                              add_help=False)
+    run.add_argument("rest", nargs=argparse.REMAINDER)
+    ctl = commands.add_parser("ctl", help="talk to a running node's management API",
+                              add_help=False)
+    ctl.add_argument("rest", nargs=argparse.REMAINDER)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="container", description="wamp-container: host and manage WAMP components."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    _worker_parser(commands)
+    _other_parsers(commands)
+    return parser
+
+
+def _read_secret(arguments: argparse.Namespace) -> str | None:
+    if arguments.secret_file:
+        with open(arguments.secret_file, encoding="utf-8") as handle:
+            return handle.readline().rstrip("\n")
+    return os.environ.get(arguments.secret_env)
+
+
+def run_worker(arguments: argparse.Namespace) -> int:
+    import txaio
+
+    from container.errors import InvalidConfiguration
+    from container.worker import Credentials, apply_process_options, settings_from_arguments
+
+    txaio.use_twisted()
+    credentials = None
+    if arguments.authid:
+        secret = _read_secret(arguments)
+        if secret is None:
+            print(f"container worker: error: --authid given but no secret in --secret-file or "
+                  f"${arguments.secret_env}", file=sys.stderr)
+            return EXIT_USAGE
+        credentials = Credentials(arguments.authid, arguments.authmethod, secret)
+    try:
+        settings = settings_from_arguments(
+            arguments.worker_id, arguments.management, arguments.realm, arguments.prefix,
+            arguments.options, credentials, arguments.state_file, arguments.serializer,
+        )
+    except InvalidConfiguration as error:
+        print(f"container worker: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    apply_process_options(settings.options)
+    txaio.start_logging(out=sys.stderr, level=arguments.loglevel)
+    return _serve_worker(settings)
+
+
+def _serve_worker(settings: Any) -> int:
+    from twisted.internet import reactor
+
+    from container.worker import Worker
+
+    worker = Worker(reactor, settings)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        reactor.callFromThread(worker.shutdown, "signal")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker.done.addBoth(lambda _: reactor.callLater(0, reactor.stop))
+    reactor.callWhenRunning(worker.start)
+    reactor.run(installSignalHandlers=False)
+    return worker.exit_code if worker.exit_code is not None else 0
+
+
+def _dispatch(command: str, rest: list[str]) -> int:
+    if command == "router":
+        from container.router import main as router_main
+
+        return router_main(rest)
+    if command == "check":
+        from container.nodeconfig import check_main
+
+        return check_main(rest)
+    if command == "run":
+        from container.node import main as node_main
+
+        return node_main(rest)
+    from container.ctl import main as ctl_main
+
+    return ctl_main(rest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    if arguments.command == "worker":
+        return run_worker(arguments)
+    return _dispatch(arguments.command, arguments.rest)
+

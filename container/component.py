@@ -1,0 +1,156 @@
+"""A hosted component: its record, its state machine, and its tagged logger.
+
+One object per component holds everything the container knows about it (spec, state,
+timestamps, restart counters, last error, why it stopped); :meth:`HostedComponent.set_state`
+is the only place the state changes, and it refuses edges the machine does not have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import txaio
+from twisted.internet.defer import Deferred
+
+from container.config import ComponentSpec
+from container.policy import RestartWindow, StopReason
+from container.session import SessionRun
+
+
+class ComponentState(StrEnum):
+    STARTING = "starting"  # connecting and joining; not yet ready
+    RUNNING = "running"  # joined, onJoin finished
+    STOPPING = "stopping"  # a requested stop is under way
+    RESTARTING = "restarting"  # ended by itself; waiting out the backoff delay
+    STOPPED = "stopped"  # ended cleanly and will not be restarted
+    FAILED = "failed"  # ended by a failure (or was given up) and will not be restarted
+
+
+_EDGES: dict[ComponentState, frozenset[ComponentState]] = {
+    ComponentState.STARTING: frozenset(
+        {ComponentState.RUNNING, ComponentState.STOPPING, ComponentState.RESTARTING,
+         ComponentState.STOPPED, ComponentState.FAILED}
+    ),
+    ComponentState.RUNNING: frozenset(
+        {ComponentState.STOPPING, ComponentState.RESTARTING, ComponentState.STOPPED,
+         ComponentState.FAILED}
+    ),
+    ComponentState.STOPPING: frozenset({ComponentState.STOPPED, ComponentState.FAILED}),
+    ComponentState.RESTARTING: frozenset(
+        {ComponentState.STARTING, ComponentState.STOPPING, ComponentState.FAILED}
+    ),
+    ComponentState.STOPPED: frozenset({ComponentState.STARTING, ComponentState.STOPPING}),
+    ComponentState.FAILED: frozenset({ComponentState.STARTING, ComponentState.STOPPING}),
+}
+
+ACTIVE_STATES = frozenset(
+    {ComponentState.STARTING, ComponentState.RUNNING, ComponentState.RESTARTING}
+)
+
+
+class IllegalTransition(RuntimeError):
+    """A programming error: the state machine has no such edge."""
+
+
+StateListener = Callable[["HostedComponent", ComponentState, ComponentState], None]
+
+
+def _utc_text(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+class HostedComponent:
+    """Everything the container knows about one component."""
+
+    def __init__(
+        self,
+        component_id: str,
+        spec: ComponentSpec,
+        window: RestartWindow,
+        now: Callable[[], float],
+        on_transition: StateListener,
+    ) -> None:
+        self.id = component_id
+        self.spec = spec
+        self.state = ComponentState.STARTING
+        self.window = window
+        self.log = txaio.make_logger()
+        self.log.namespace = f"container.component.{component_id}"
+        self.run: SessionRun | None = None
+        self.start_call: Deferred[Any] | None = None
+        self.pending_restart: Any = None  # IDelayedCall of the next restart attempt
+        self.next_restart_at: float | None = None
+        self.started_wall: datetime | None = None
+        self.running_since: float | None = None
+        self.restarts = 0
+        self.attempt = 0
+        self.last_error: str | None = None
+        self.stop_reason: StopReason | None = None
+        self.session_id: int | None = None
+        self.realm: str | None = None
+        self.gave_up = False
+        self._now = now
+        self._on_transition = on_transition
+
+    def set_state(self, new_state: ComponentState) -> None:
+        """The one place the state changes; tells the listener (which publishes events)."""
+        old_state = self.state
+        if new_state is old_state:
+            return
+        if new_state not in _EDGES[old_state]:
+            raise IllegalTransition(f"component {self.id}: {old_state} -> {new_state}")
+        self.state = new_state
+        self.log.debug("{old} -> {new}", old=old_state.value, new=new_state.value)
+        self._on_transition(self, old_state, new_state)
+
+    def mark_running(self, session_id: int, realm: str) -> None:
+        self.session_id = session_id
+        self.realm = realm
+        self.running_since = self._now()
+        self.started_wall = datetime.now(UTC)
+        self.set_state(ComponentState.RUNNING)
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    def uptime(self) -> float:
+        if self.running_since is None or self.state is not ComponentState.RUNNING:
+            return 0.0
+        return max(0.0, self._now() - self.running_since)
+
+    def next_restart_in(self) -> float | None:
+        if self.next_restart_at is None:
+            return None
+        return max(0.0, self.next_restart_at - self._now())
+
+    def record(self) -> dict[str, Any]:
+        """The component as ``get_component`` returns it."""
+        return {
+            "id": self.id,
+            "state": self.state.value,
+            "config": self.spec.raw,
+            "started": _utc_text(self.started_wall),
+            "uptime": self.uptime(),
+            "restarts": self.restarts,
+            "attempt": self.attempt,
+            "last_error": self.last_error,
+            "stop_reason": self.stop_reason.value if self.stop_reason else None,
+            "next_restart_in": self.next_restart_in(),
+            "session": self.session_id,
+            "realm": self.realm,
+        }
+
+    def started_info(self) -> dict[str, Any]:
+        """What ``start_component`` returns once the component is ready."""
+        return {
+            "id": self.id,
+            "config": self.spec.raw,
+            "started": _utc_text(self.started_wall),
+            "session": self.session_id,
+            "realm": self.realm,
+            "state": self.state.value,
+        }

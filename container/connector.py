@@ -1,0 +1,219 @@
+"""Transport configuration to a connected autobahn client transport.
+
+``connect`` builds the Twisted endpoint (TCP, TLS over TCP, unix socket) and autobahn's
+WebSocket or RawSocket client factory for one component, and returns a
+:class:`ClientConnection` whose ``closed`` Deferred fires when the transport is gone, for
+whatever reason, even when the WebSocket or RawSocket opening handshake never completed
+(autobahn tells the session nothing in that case). The connect Deferred is cancellable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from autobahn.twisted.rawsocket import WampRawSocketClientFactory, WampRawSocketClientProtocol
+from autobahn.twisted.websocket import WampWebSocketClientFactory, WampWebSocketClientProtocol
+from autobahn.wamp.interfaces import ISession
+from autobahn.wamp.serializer import (
+    CBORSerializer,
+    JsonSerializer,
+    MsgPackSerializer,
+)
+from twisted.internet import error as net_error
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    UNIXClientEndpoint,
+    wrapClientTLS,
+)
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+
+from container.config import EndpointSpec, TransportSpec
+from container.errors import CannotConnect, InvalidConfiguration
+
+_SERIALIZERS = {
+    "cbor": CBORSerializer,
+    "msgpack": MsgPackSerializer,
+    "json": JsonSerializer,
+}
+
+
+class ClientConnection:
+    """One component's live transport to its router."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        self.protocol: Protocol | None = None
+        self.closed: Deferred[Failure] = Deferred()
+        self.close_reason = ""
+
+    def transport_closed(self, protocol: Protocol, reason: Failure) -> None:
+        if not self.closed.called:
+            self.closed.callback(reason)
+
+    def close(self) -> None:
+        """Close the transport gracefully (the peer sees a clean close)."""
+        if self.protocol is not None and self.protocol.transport is not None:
+            self.protocol.transport.loseConnection()
+
+    def abort(self) -> None:
+        """Drop the transport at once."""
+        if self.protocol is not None and self.protocol.transport is not None:
+            self.protocol.transport.abortConnection()
+
+
+class _ReportingWebSocketProtocol(WampWebSocketClientProtocol):
+    def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
+        if reason:
+            self.factory.connection.close_reason = str(reason)
+        super().onClose(wasClean, code, reason)
+
+    def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:  # type: ignore[assignment]
+        try:
+            super().connectionLost(reason)
+        finally:
+            self.factory.connection.transport_closed(self, reason)
+
+
+class _ReportingRawSocketProtocol(WampRawSocketClientProtocol):
+    def connectionLost(self, reason: Failure) -> None:
+        try:
+            super().connectionLost(reason)
+        finally:
+            self.factory.connection.transport_closed(self, reason)
+
+
+class _WebSocketFactory(WampWebSocketClientFactory):
+    protocol = _ReportingWebSocketProtocol
+    noisy = False
+    connection: ClientConnection
+
+
+class _RawSocketFactory(WampRawSocketClientFactory):
+    protocol = _ReportingRawSocketProtocol
+    noisy = False
+    connection: ClientConnection
+
+
+def _serializer(name: str) -> Any:
+    return _SERIALIZERS[name]()
+
+
+def _build_factory(
+    spec: TransportSpec, session_factory: Callable[[], ISession]
+) -> _WebSocketFactory | _RawSocketFactory:
+    if spec.kind == "websocket":
+        factory = _WebSocketFactory(
+            session_factory,
+            url=spec.url,
+            serializers=[_serializer(name) for name in spec.serializers],
+        )
+        if spec.options:
+            _set_websocket_options(factory, spec.options)
+        return factory
+    rawsocket = _RawSocketFactory(session_factory, serializer=_serializer(spec.serializers[0]))
+    if "max_message_size" in spec.options:
+        rawsocket.protocol = _with_max_message_size(int(spec.options["max_message_size"]))
+    return rawsocket
+
+
+def _set_websocket_options(factory: _WebSocketFactory, options: dict[str, Any]) -> None:
+    try:
+        factory.setProtocolOptions(**options)
+    except (TypeError, ValueError, AssertionError) as error:
+        raise InvalidConfiguration(
+            f"invalid component configuration: transport.options: {error}",
+            key="transport.options",
+        ) from None
+
+
+def _with_max_message_size(size: int) -> type[_ReportingRawSocketProtocol]:
+    class _SizedRawSocketProtocol(_ReportingRawSocketProtocol):
+        def __init__(self) -> None:
+            super().__init__()
+            self._max_message_size = size
+
+    return _SizedRawSocketProtocol
+
+
+def build_endpoint(reactor: Any, spec: EndpointSpec) -> IStreamClientEndpoint:
+    """The Twisted client endpoint for an endpoint configuration."""
+    if spec.kind == "unix":
+        return UNIXClientEndpoint(reactor, spec.path, timeout=spec.timeout)
+    tcp_class = TCP6ClientEndpoint if spec.version == 6 else TCP4ClientEndpoint
+    endpoint = tcp_class(reactor, spec.host, spec.port, timeout=spec.timeout)
+    if spec.tls is None:
+        return endpoint
+    return wrapClientTLS(_tls_options(spec), endpoint)
+
+
+def _tls_options(spec: EndpointSpec) -> Any:
+    from twisted.internet import ssl
+
+    tls = spec.tls or {}
+    trust_root = None
+    if tls.get("ca_certificates"):
+        certificates = [
+            ssl.Certificate.loadPEM(_read(path)) for path in tls["ca_certificates"]
+        ]
+        trust_root = ssl.trustRootFromCertificates(certificates)
+    client_certificate = None
+    if tls.get("certificate") and tls.get("key"):
+        client_certificate = ssl.PrivateCertificate.loadPEM(
+            _read(tls["certificate"]) + _read(tls["key"])
+        )
+    return ssl.optionsForClientTLS(
+        tls.get("hostname", spec.host), trustRoot=trust_root, clientCertificate=client_certificate
+    )
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def connect(
+    reactor: Any, spec: TransportSpec, session_factory: Callable[[], ISession]
+) -> tuple[ClientConnection, Deferred[ClientConnection]]:
+    """Start connecting; returns the connection and a Deferred that fires once connected.
+
+    The Deferred fails with :class:`CannotConnect` naming the address when the transport
+    cannot be established; cancelling it stops the attempt.
+    """
+    connection = ClientConnection(spec.describe())
+    factory = _build_factory(spec, session_factory)
+    factory.connection = connection
+    attempt: Deferred[Protocol] = build_endpoint(reactor, spec.endpoint).connect(factory)
+
+    def connected(protocol: Protocol) -> ClientConnection:
+        connection.protocol = protocol
+        return connection
+
+    def failed(failure: Failure) -> Failure:
+        if failure.check(CancelledError):
+            return failure
+        raise CannotConnect(
+            f"cannot connect to {spec.describe()}: {_explain(failure)}",
+            transport=spec.kind,
+            host=spec.endpoint.host or None,
+            port=spec.endpoint.port or None,
+            path=spec.endpoint.path or None,
+            url=spec.url or None,
+        )
+
+    attempt.addCallbacks(connected, failed)
+    return connection, attempt
+
+
+def _explain(failure: Failure) -> str:
+    if failure.check(net_error.ConnectionRefusedError):
+        return "connection refused (is the router running and listening there?)"
+    if failure.check(net_error.TimeoutError, net_error.UserError):
+        return "timed out"
+    if failure.check(net_error.DNSLookupError):
+        return "host name not found"
+    return str(failure.value) or type(failure.value).__name__

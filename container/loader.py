@@ -1,0 +1,168 @@
+"""Importing component code by dotted name, and reloading user modules that changed.
+
+Import errors are classified (module not found, syntax error, error while importing, no
+such attribute, not a session class) so the caller is told which, with the module search
+path. Reloading is all-or-nothing: if one changed module fails to reload, every module of
+the batch gets its previous namespace back, so no component runs half-replaced code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from autobahn.twisted.wamp import ApplicationSession
+
+from container.errors import ClassImportFailed
+
+
+def _split(dotted: str) -> tuple[str, str]:
+    module_name, _, attribute = dotted.rpartition(".")
+    return module_name, attribute
+
+
+def import_module(module_name: str) -> ModuleType:
+    """Import a module, turning every failure into a ``ClassImportFailed`` that says why."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        problem = f"module '{error.name}' not found"
+    except SyntaxError as error:
+        problem = f"syntax error in {error.filename}, line {error.lineno}: {error.msg}"
+    except Exception as error:
+        problem = f"importing it raised {type(error).__name__}: {error}"
+    raise ClassImportFailed(
+        f"cannot import module '{module_name}': {problem}; module search path: {sys.path}",
+        module=module_name,
+        pythonpath=list(sys.path),
+    )
+
+
+def load_attribute(dotted: str) -> Any:
+    """The object named by ``package.module.name``."""
+    module_name, attribute = _split(dotted)
+    module = import_module(module_name)
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise ClassImportFailed(
+            f"module '{module_name}' ({module.__file__}) has no attribute '{attribute}'",
+            module=module_name,
+            pythonpath=list(sys.path),
+        ) from None
+
+
+def load_session_class(classname: str) -> type[ApplicationSession]:
+    """The ``ApplicationSession`` subclass named by ``classname``."""
+    candidate = load_attribute(classname)
+    if not (isinstance(candidate, type) and issubclass(candidate, ApplicationSession)):
+        raise ClassImportFailed(
+            f"'{classname}' is not a session class: it is {candidate!r}, which is not a "
+            "subclass of autobahn.twisted.wamp.ApplicationSession",
+            pythonpath=list(sys.path),
+        )
+    return candidate
+
+
+def load_callbacks(callbacks: dict[str, str]) -> dict[str, Callable[..., Any]]:
+    """The callables for a ``function`` component's ``callbacks`` map."""
+    loaded = {}
+    for event, dotted in callbacks.items():
+        function = load_attribute(dotted)
+        if not callable(function):
+            raise ClassImportFailed(f"callback '{event}': '{dotted}' is not callable")
+        loaded[event] = function
+    return loaded
+
+
+def _module_source(module: ModuleType) -> str | None:
+    path = getattr(module, "__file__", None)
+    return path if path and path.endswith(".py") else None
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return os.stat(path).st_mtime_ns / 1e9
+    except OSError:
+        return None
+
+
+@dataclass
+class Reloader:
+    """Knows which modules are user modules (imported after the worker started) and reloads
+    those whose source file changed since they were (re)loaded."""
+
+    baseline: frozenset[str] = field(default_factory=lambda: frozenset(sys.modules))
+    _seen: dict[str, float] = field(default_factory=dict)
+
+    def user_modules(self) -> dict[str, ModuleType]:
+        return {
+            name: module
+            for name, module in list(sys.modules.items())
+            if name not in self.baseline and module is not None and _module_source(module)
+        }
+
+    def track(self) -> None:
+        """Remember the source mtime of user modules not seen before (call after imports)."""
+        for name, module in self.user_modules().items():
+            if name not in self._seen:
+                mtime = _mtime(_module_source(module) or "")
+                if mtime is not None:
+                    self._seen[name] = mtime
+
+    def changed(self) -> list[str]:
+        """User modules whose source changed since they were loaded, in import order."""
+        self.track()
+        modules = self.user_modules()
+        return [
+            name
+            for name, loaded in self._seen.items()
+            if name in modules and _mtime(_module_source(modules[name]) or "") != loaded
+        ]
+
+    def reload_changed(self) -> list[str]:
+        """Reload every changed user module; on any failure restore them all and raise."""
+        names = self.changed()
+        self.reload(names)
+        return names
+
+    def reload(self, names: Iterable[str]) -> None:
+        saved: dict[str, dict[str, Any]] = {}
+        try:
+            for name in names:
+                module = sys.modules[name]
+                saved[name] = dict(module.__dict__)
+                self._reload_one(name, module)
+        except ClassImportFailed:
+            for name, namespace in saved.items():
+                module = sys.modules.get(name)
+                if module is not None:
+                    module.__dict__.clear()
+                    module.__dict__.update(namespace)
+            raise
+        for name in saved:
+            mtime = _mtime(_module_source(sys.modules[name]) or "")
+            if mtime is not None:
+                self._seen[name] = mtime
+
+    @staticmethod
+    def _reload_one(name: str, module: ModuleType) -> None:
+        importlib.invalidate_caches()
+        try:
+            importlib.reload(module)
+        except SyntaxError as error:
+            problem = f"syntax error in {error.filename}, line {error.lineno}: {error.msg}"
+        except Exception as error:
+            problem = f"reloading it raised {type(error).__name__}: {error}"
+        else:
+            return
+        raise ClassImportFailed(
+            f"cannot reload module '{name}': {problem}; the previous code stays in use",
+            module=name,
+            pythonpath=list(sys.path),
+        )

@@ -1,0 +1,403 @@
+"""The container worker process: joins the management realm, serves the API, leaves cleanly.
+
+:class:`Worker` is the process context: it owns the supervisor, the management API, the
+connection to the management realm (a Twisted ``ClientService``, so a lost management
+connection is retried with backoff while the components keep running), the checkpoint
+file, and the shutdown sequence. Only the CLI touches the global reactor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import txaio
+from autobahn.twisted.rawsocket import WampRawSocketClientFactory
+from autobahn.twisted.wamp import ApplicationSession
+from autobahn.twisted.websocket import WampWebSocketClientFactory
+from autobahn.wamp import auth as wamp_auth
+from autobahn.wamp.serializer import CBORSerializer, JsonSerializer, MsgPackSerializer
+from autobahn.wamp.types import CloseDetails, ComponentConfig, PublishOptions, SessionDetails
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from container.api import ManagementApi
+from container.config import ContainerOptions, EndpointSpec, parse_container_options
+from container.connector import build_endpoint
+from container.errors import InvalidConfiguration
+from container.loader import Reloader
+from container.supervisor import Supervisor
+
+log = txaio.make_logger()
+
+EXIT_CLEAN = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_MANAGEMENT_REFUSED = 3
+
+
+@dataclass(frozen=True)
+class ManagementAddress:
+    """Where the management realm is: a WebSocket URL or a RawSocket TCP/unix address."""
+
+    kind: str  # "websocket" or "rawsocket"
+    endpoint: EndpointSpec
+    url: str = ""
+
+    def describe(self) -> str:
+        return self.url or self.endpoint.describe()
+
+
+def parse_management_url(url: str) -> ManagementAddress:
+    """Parse ``ws://H:P/PATH``, ``wss://...``, ``rs://H:P`` (or ``tcp://``), ``unix:/PATH``."""
+    parts = urlsplit(url)
+    if parts.scheme in ("ws", "wss"):
+        tls = {"hostname": parts.hostname or ""} if parts.scheme == "wss" else None
+        port = _port(parts, url) or (443 if tls else 80)
+        return ManagementAddress(
+            "websocket", EndpointSpec("tcp", host=parts.hostname or "", port=port, tls=tls), url
+        )
+    if parts.scheme in ("rs", "tcp"):
+        port = _port(parts, url)
+        if not parts.hostname or not port:
+            raise InvalidConfiguration(f"--management {url!r}: needs a host and a port")
+        return ManagementAddress(
+            "rawsocket", EndpointSpec("tcp", host=parts.hostname, port=port)
+        )
+    if parts.scheme == "unix":
+        path = parts.path or parts.netloc
+        if not path:
+            raise InvalidConfiguration(f"--management {url!r}: needs a socket path")
+        return ManagementAddress("rawsocket", EndpointSpec("unix", path=path))
+    raise InvalidConfiguration(
+        f"--management {url!r}: use ws://HOST:PORT/PATH, wss://..., rs://HOST:PORT "
+        "or unix:/PATH/TO/SOCKET"
+    )
+
+
+def _port(parts: Any, url: str) -> int | None:
+    try:
+        return parts.port
+    except ValueError:
+        raise InvalidConfiguration(f"--management {url!r}: invalid port") from None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How the worker authenticates to the management realm (None: anonymous)."""
+
+    authid: str
+    method: str  # "ticket" or "wampcra"
+    secret: str
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    worker_id: str
+    management: ManagementAddress
+    realm: str = "crossbar"
+    prefix: str = ""
+    options: ContainerOptions = field(default_factory=ContainerOptions)
+    credentials: Credentials | None = None
+    state_file: str | None = None
+    serializer: str = "cbor"
+
+    @property
+    def uri_prefix(self) -> str:
+        return self.prefix or f"crossbar.worker.{self.worker_id}"
+
+
+class ManagementSession(ApplicationSession):
+    """The worker's session on the management realm."""
+
+    worker: Worker
+
+    def onConnect(self) -> None:
+        credentials = self.worker.settings.credentials
+        if credentials is None:
+            self.join(self.config.realm)
+        else:
+            self.join(self.config.realm, authmethods=[credentials.method],
+                      authid=credentials.authid)
+
+    def onChallenge(self, challenge: Any) -> str:
+        credentials = self.worker.settings.credentials
+        if credentials is None or challenge.method != credentials.method:
+            raise RuntimeError(f"unexpected authentication challenge {challenge.method}")
+        if challenge.method == "ticket":
+            return credentials.secret
+        extra = challenge.extra
+        key = credentials.secret.encode("utf8")
+        if "salt" in extra:
+            key = wamp_auth.derive_key(
+                credentials.secret, extra["salt"], extra["iterations"], extra["keylen"]
+            )
+        return wamp_auth.compute_wcs(key, extra["challenge"].encode("utf8")).decode("ascii")
+
+    async def onJoin(self, details: SessionDetails) -> None:
+        await self.worker.management_joined(self, details)
+
+    def onLeave(self, details: CloseDetails) -> None:
+        self.worker.management_left(self, details)
+        self.disconnect()
+
+
+class Worker:
+    """The process context of one container worker."""
+
+    def __init__(self, reactor: Any, settings: WorkerSettings) -> None:
+        self.reactor = reactor
+        self.settings = settings
+        self.started_wall = datetime.now(UTC)
+        self.exit_code: int | None = None
+        self.done: Deferred[int] = Deferred()
+        self.api = ManagementApi(None, settings.worker_id, settings.uri_prefix, self.shutdown)  # type: ignore[arg-type]
+        self.supervisor = Supervisor(
+            reactor,
+            settings.options,
+            emit=self.api.publish,
+            request_shutdown=self._policy_shutdown,
+            reloader=Reloader(),
+            controller=lambda: self.api.session,
+            on_change=self._checkpoint_soon,
+        )
+        self.api.supervisor = self.supervisor
+        self._service: ClientService | None = None
+        self._joined_once = False
+        self._shutdown_started = False
+        self._stopped_ids: Deferred[list[str]] | None = None
+        self._checkpoint_call: Any = None
+
+    # -- management connection ----------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect to the management realm (retrying with backoff until it answers)."""
+        factory = self._management_factory()
+        endpoint = build_endpoint(self.reactor, self.settings.management.endpoint)
+        self._service = ClientService(
+            endpoint,
+            factory,
+            retryPolicy=backoffPolicy(initialDelay=0.05, maxDelay=5.0, factor=1.6),
+            clock=self.reactor,
+        )
+        self._service.startService()
+        log.info("worker {id} connecting to management realm '{realm}' at {where}",
+                 id=self.settings.worker_id, realm=self.settings.realm,
+                 where=self.settings.management.describe())
+
+    def _management_factory(self) -> Any:
+        def make_session() -> ManagementSession:
+            session = ManagementSession(ComponentConfig(realm=self.settings.realm))
+            session.worker = self
+            return session
+
+        address = self.settings.management
+        serializer = {"cbor": CBORSerializer, "msgpack": MsgPackSerializer,
+                      "json": JsonSerializer}[self.settings.serializer]()
+        if address.kind == "websocket":
+            factory = WampWebSocketClientFactory(make_session, url=address.url,
+                                                 serializers=[serializer])
+        else:
+            factory = WampRawSocketClientFactory(make_session, serializer=serializer)
+        factory.noisy = False
+        return factory
+
+    async def management_joined(self, session: ManagementSession, details: SessionDetails) -> None:
+        await self.api.attach(session)
+        first = not self._joined_once
+        self._joined_once = True
+        self.api.publish("on_worker_ready", self._ready_event(details, reconnected=not first))
+        log.info("worker {id} ready on management realm '{realm}' (prefix {prefix})",
+                 id=self.settings.worker_id, realm=details.realm, prefix=self.api.prefix)
+        if first:
+            self._resume_checkpoint()
+
+    def _ready_event(self, details: SessionDetails, reconnected: bool) -> dict[str, Any]:
+        return {
+            "id": self.settings.worker_id,
+            "pid": os.getpid(),
+            "prefix": self.api.prefix,
+            "realm": details.realm,
+            "session": details.session,
+            "started": self.started_wall.isoformat().replace("+00:00", "Z"),
+            "reconnected": reconnected,
+            "components": self.supervisor.list(),
+        }
+
+    def management_left(self, session: ManagementSession, details: CloseDetails) -> None:
+        if self.api.session is session:
+            self.api.detach()
+        if details.reason in ("wamp.error.not_authorized", "wamp.error.authentication_failed",
+                              "wamp.error.no_such_realm", "wamp.error.no_auth_method",
+                              "wamp.error.cannot_authenticate", "wamp.error.no_such_role"):
+            log.error("the management realm refused this worker: {reason} {message}",
+                      reason=details.reason, message=details.message or "")
+            self._stop_service()
+            self._finish(EXIT_MANAGEMENT_REFUSED)
+        elif not self._shutdown_started:
+            log.warn("lost the management realm ({reason}); reconnecting, components keep "
+                     "running", reason=details.reason)
+
+    # -- checkpoint and resume ----------------------------------------------------------
+
+    def _checkpoint_soon(self) -> None:
+        """Coalesce many registry changes into one write of the state file."""
+        if self.settings.state_file is None or self._shutdown_started:
+            return
+        if self._checkpoint_call is None or not self._checkpoint_call.active():
+            self._checkpoint_call = self.reactor.callLater(0, self.write_checkpoint)
+
+    def write_checkpoint(self) -> None:
+        path = self.settings.state_file
+        if path is None:
+            return
+        state = {"worker": self.settings.worker_id, "components": self.supervisor.resumable()}
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".state-")
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            json.dump(state, file)
+        os.replace(temporary, path)
+
+    def _resume_checkpoint(self) -> None:
+        path = self.settings.state_file
+        if path is None or not os.path.exists(path):
+            return
+        try:
+            with open(path, encoding="utf-8") as file:
+                components = json.load(file).get("components", {})
+        except (OSError, ValueError) as error:
+            log.error("cannot read state file {path}: {error}", path=path, error=error)
+            return
+        log.info("resuming {n} component(s) from {path}", n=len(components), path=path)
+        for component_id, config in components.items():
+            if component_id in self.supervisor.components:
+                continue
+            started = Deferred.fromCoroutine(
+                self.supervisor.start(component_id, config, wait_for_router=True)
+            )
+            started.addErrback(
+                lambda failure, cid=component_id: log.error(
+                    "resuming component {id} failed: {error}", id=cid, error=failure.value
+                )
+            )
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    def _policy_shutdown(self, exit_code: int, why: str) -> None:
+        log.info("shutting down ({why})", why=why)
+        Deferred.fromCoroutine(self.shutdown("policy", exit_code, why))
+
+    async def shutdown(
+        self, reason: str = "requested", exit_code: int = EXIT_CLEAN, why: str = ""
+    ) -> list[str]:
+        """Stop every component, then (after the caller got its answer) leave and exit."""
+        if self._stopped_ids is not None:
+            return await _chain(self._stopped_ids)
+        self._shutdown_started = True
+        self._stopped_ids = Deferred.fromCoroutine(self.supervisor.shutdown())
+        stopped = await _chain(self._stopped_ids)
+        if self.settings.state_file is not None and reason in ("policy",):
+            self.write_checkpoint()
+        self.reactor.callLater(0, lambda: Deferred.fromCoroutine(
+            self._leave_and_exit(reason, exit_code, why, stopped)))
+        return stopped
+
+    async def _leave_and_exit(
+        self, reason: str, exit_code: int, why: str, stopped: list[str]
+    ) -> None:
+        session = self.api.session
+        if session is not None and session.is_attached():
+            event = {"worker": self.settings.worker_id, "reason": reason, "why": why,
+                     "exit_code": exit_code, "stopped": stopped}
+            try:
+                published = session.publish(
+                    f"{self.api.prefix}.on_shutdown", event,
+                    options=PublishOptions(acknowledge=True, exclude_me=False),
+                )
+                await published.addTimeout(2.0, self.reactor)
+            except Exception as error:
+                log.warn("publishing on_shutdown failed: {error}", error=error)
+            self.api.detach()
+            session.leave("wamp.close.normal", "worker shutting down")
+        self._stop_service()
+        self._finish(exit_code)
+
+    def _stop_service(self) -> None:
+        if self._service is not None and self._service.running:
+            stopping = self._service.stopService()
+            stopping.addErrback(lambda failure: None)
+
+    def _finish(self, exit_code: int) -> None:
+        if self.exit_code is None:
+            self.exit_code = exit_code
+            self.done.callback(exit_code)
+
+
+def _chain(deferred: Deferred[Any]) -> Deferred[Any]:
+    """A new Deferred with the result of ``deferred``, leaving ``deferred`` usable again."""
+    result: Deferred[Any] = Deferred()
+
+    def relay(value: Any) -> Any:
+        if isinstance(value, Failure):
+            result.errback(value)
+        else:
+            result.callback(value)
+        return value
+
+    deferred.addBoth(relay)
+    return result
+
+
+def apply_process_options(options: ContainerOptions) -> None:
+    """Options that act on this process: module search path, environment, title, CPUs."""
+    for entry in reversed(options.pythonpath):
+        if entry not in sys.path:
+            sys.path.insert(0, os.path.abspath(entry))
+    for name, value in options.env.get("vars", {}).items():
+        os.environ[name] = value
+    if options.title:
+        _set_title(options.title)
+    if options.cpu_affinity:
+        os.sched_setaffinity(0, set(options.cpu_affinity))
+
+
+def _set_title(title: str) -> None:
+    import setproctitle
+
+    setproctitle.setproctitle(title)
+
+
+def settings_from_arguments(
+    worker_id: str,
+    management_url: str,
+    realm: str,
+    prefix: str,
+    options_json: str | None,
+    credentials: Credentials | None,
+    state_file: str | None,
+    serializer: str = "cbor",
+) -> WorkerSettings:
+    """Validate the command line's values into settings (raising ``InvalidConfiguration``)."""
+    try:
+        options = json.loads(options_json) if options_json else {}
+    except ValueError as error:
+        raise InvalidConfiguration(f"--options: not valid JSON: {error}") from None
+    return WorkerSettings(
+        worker_id=worker_id,
+        management=parse_management_url(management_url),
+        realm=realm,
+        prefix=prefix,
+        options=parse_container_options(options),
+        credentials=credentials,
+        state_file=state_file,
+        serializer=serializer,
+    )
+
