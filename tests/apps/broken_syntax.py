@@ -1,0 +1,5 @@
+from autobahn.twisted.wamp import ApplicationSession
+
+
+class Broken(ApplicationSession)
+    pass
