@@ -52,6 +52,7 @@ class Supervisor:
         controller: Callable[[], Any] = lambda: None,
         uniform: Callable[[], float] = random.random,
         on_change: Callable[[], None] = lambda: None,
+        run_factory: Callable[..., SessionRun] = SessionRun,
     ) -> None:
         self.reactor = reactor
         self.options = options
@@ -66,6 +67,7 @@ class Supervisor:
         self._uniform = uniform
         self._on_change = on_change
         self._builders: dict[str, SessionBuilder] = {}
+        self._run_factory = run_factory
 
     # -- management operations ----------------------------------------------------------------
 
@@ -240,7 +242,7 @@ class Supervisor:
     # -- running one attempt ----------------------------------------------------------------
 
     async def _launch(self, component: HostedComponent) -> None:
-        run = SessionRun(
+        run = self._run_factory(
             self.reactor,
             component.spec,
             self._builders[component.id],
@@ -326,7 +328,9 @@ class Supervisor:
         )
         component.pending_restart.addErrback(lambda f: f.trap(CancelledError))
 
-    def _schedule_retry(self, component: HostedComponent, reason: StopReason, message: str) -> float:
+    def _schedule_retry(
+        self, component: HostedComponent, reason: StopReason, message: str
+    ) -> float:
         """Count the attempt, pick its delay, and move to ``restarting`` (publishing it)."""
         backoff = self.options.backoff
         if component.running_since is not None and (

@@ -1,0 +1,245 @@
+"""The supervisor's policies on a fake clock, with session runs the test ends at will.
+
+Each fake run stands for one connection of a component: the test decides when it is ready,
+fails, or ends and why. Every test ends by checking no timer is left behind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from autobahn.wamp.types import SessionDetails
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+
+from container.config import parse_container_options
+from container.errors import CannotConnect, ComponentStartFailed
+from container.policy import StopReason
+from container.session import SessionEnd
+from container.supervisor import Supervisor
+
+CONFIG = {"type": "class", "classname": "hello.Quiet", "realm": "realm1",
+          "transport": {"type": "rawsocket",
+                        "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": 9}}}
+
+
+class FakeRun:
+    """One connection attempt; ``runs`` lists them in order for the test to drive."""
+
+    runs: list[FakeRun]
+
+    def __init__(self, reactor: Any, spec: Any, build: Any, config: Any, log: Any) -> None:
+        self.ready: Deferred[SessionDetails] = Deferred()
+        self.ended: Deferred[SessionEnd] = Deferred()
+        self.stopped = False
+        FakeRun.runs.append(self)
+
+    def start(self, timeout: float) -> Deferred[SessionDetails]:
+        return self.ready
+
+    def join(self, session_id: int = 1) -> None:
+        self.ready.callback(SessionDetails(realm="realm1", session=session_id))
+
+    def end(self, reason: StopReason, message: str = "") -> None:
+        self.ended.callback(SessionEnd(reason, message))
+
+    def stop(self, timeout: float) -> Deferred[None]:
+        self.stopped = True
+        return succeed(None)
+
+
+class Harness:
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.clock = Clock()
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.shutdowns: list[tuple[int, str]] = []
+        FakeRun.runs = []
+        self.supervisor = Supervisor(
+            self.clock, parse_container_options(options), emit=self._emit,
+            request_shutdown=lambda code, why: self.shutdowns.append((code, why)),
+            uniform=lambda: 0.5, run_factory=FakeRun,
+        )
+        self.supervisor._builder = lambda spec: (lambda config: None)  # no imports needed
+
+    def _emit(self, topic: str, payload: dict[str, Any]) -> None:
+        self.events.append((topic, payload))
+
+    def start(self, component_id: str = "c1", **kwargs: Any) -> Deferred[Any]:
+        return Deferred.fromCoroutine(
+            self.supervisor.start(component_id, dict(CONFIG), **kwargs))
+
+    def started(self, component_id: str = "c1") -> FakeRun:
+        result = self.start(component_id)
+        FakeRun.runs[-1].join()
+        assert result.called
+        return FakeRun.runs[-1]
+
+    def state(self, component_id: str = "c1") -> str:
+        return self.supervisor.get(component_id)["state"]
+
+    def pending_delays(self) -> list[float]:
+        return [call.getTime() - self.clock.seconds() for call in self.clock.getDelayedCalls()]
+
+    def topics(self, name: str) -> list[dict[str, Any]]:
+        return [payload for topic, payload in self.events if topic == name]
+
+
+def crash_and_rejoin(h: Harness, times: int) -> list[float]:
+    """Crash the latest run ``times`` times, letting each restart join; returns the delays."""
+    delays = []
+    for _ in range(times):
+        FakeRun.runs[-1].end(StopReason.FAILED, "boom")
+        (delay,) = h.pending_delays()
+        delays.append(round(delay, 6))
+        h.clock.advance(delay)
+        FakeRun.runs[-1].join()
+    return delays
+
+
+def test_crash_loop_restarts_with_growing_delays():
+    h = Harness({"restart": "restart-always",
+                 "restart_backoff": {"initial": 0.1, "max": 1.0, "jitter": 0.0}})
+    h.started()
+    assert crash_and_rejoin(h, 7) == [0.0, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    assert h.supervisor.get("c1")["restarts"] == 7
+    restart_events = h.topics("on_component_restart")
+    assert [e["attempt"] for e in restart_events] == [1, 2, 3, 4, 5, 6, 7]
+    assert [round(e["delay"], 6) for e in restart_events] == [0.0, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    assert h.state() == "running"
+    assert h.clock.getDelayedCalls() == []
+
+
+def test_backoff_resets_after_a_stable_run():
+    h = Harness({"restart": "restart-always",
+                 "restart_backoff": {"initial": 1.0, "jitter": 0.0, "stable_after": 5}})
+    h.started()
+    assert crash_and_rejoin(h, 3) == [0.0, 1.0, 2.0]
+    h.clock.advance(5)  # ran stably
+    assert crash_and_rejoin(h, 2) == [0.0, 1.0]
+
+
+def test_restart_limit_gives_up_and_reports_failed():
+    h = Harness({"restart": "restart-always",
+                 "restart_limit": {"max_restarts": 3, "period": 60},
+                 "restart_backoff": {"jitter": 0.0}})
+    h.started()
+    crash_and_rejoin(h, 3)
+    FakeRun.runs[-1].end(StopReason.FAILED, "boom again")
+    assert h.state() == "failed"
+    record = h.supervisor.get("c1")
+    assert "gave up after 3 restarts within 60 s" in record["last_error"]
+    last_stop = h.topics("on_component_stop")[-1]
+    assert last_stop["gave_up"] is True
+    assert last_stop["will_restart"] is False
+    assert h.clock.getDelayedCalls() == []
+
+
+def test_requested_stop_is_never_restarted():
+    h = Harness({"restart": "restart-always"})
+    run = h.started()
+    stopped = Deferred.fromCoroutine(h.supervisor.stop("c1"))
+    assert stopped.called and run.stopped
+    run.end(StopReason.REQUESTED)
+    assert h.supervisor.list() == []
+    assert h.clock.getDelayedCalls() == []
+    assert h.topics("on_component_stop")[-1]["reason"] == "requested"
+
+
+def test_restart_failed_restarts_a_crash_but_not_a_clean_leave():
+    h = Harness({"restart": "restart-failed"})
+    h.started()
+    FakeRun.runs[-1].end(StopReason.LOST, "transport lost")
+    assert h.state() == "restarting"
+    h.clock.advance(0)
+    FakeRun.runs[-1].join()
+    FakeRun.runs[-1].end(StopReason.LEFT, "component left: wamp.close.normal")
+    assert h.state() == "stopped"
+    assert h.clock.getDelayedCalls() == []
+
+
+def test_connect_failures_retry_without_counting_toward_the_limit():
+    h = Harness({"restart": "restart-failed",
+                 "restart_limit": {"max_restarts": 1, "period": 60},
+                 "restart_backoff": {"initial": 0.1, "max": 0.4, "jitter": 0.0}})
+    h.started()
+    FakeRun.runs[-1].end(StopReason.LOST, "router went away")  # counts: 1 of 1
+    delays = []
+    for _ in range(5):  # the router is down: every attempt cannot connect
+        (delay,) = h.pending_delays()
+        delays.append(round(delay, 6))
+        h.clock.advance(delay)
+        FakeRun.runs[-1].ready.errback(CannotConnect("connection refused"))
+    assert delays == [0.0, 0.1, 0.2, 0.4, 0.4]
+    assert h.state() == "restarting"
+    h.clock.advance(h.pending_delays()[0])
+    FakeRun.runs[-1].join()
+    assert h.state() == "running"
+
+
+def test_a_failing_restart_attempt_counts_as_a_crash():
+    h = Harness({"restart": "restart-always", "restart_backoff": {"jitter": 0.0}})
+    h.started()
+    FakeRun.runs[-1].end(StopReason.FAILED, "boom")
+    h.clock.advance(0)
+    FakeRun.runs[-1].ready.errback(ComponentStartFailed("onJoin raised RuntimeError: x"))
+    assert h.state() == "restarting"
+    assert "onJoin raised" in h.supervisor.get("c1")["last_error"]
+    assert h.supervisor.get("c1")["attempt"] == 2
+
+
+def test_stop_while_waiting_to_restart_cancels_the_restart():
+    h = Harness({"restart": "restart-always", "restart_backoff": {"first": 5.0}})
+    h.started()
+    FakeRun.runs[-1].end(StopReason.FAILED, "boom")
+    assert len(h.clock.getDelayedCalls()) == 1
+    Deferred.fromCoroutine(h.supervisor.stop("c1"))
+    assert h.clock.getDelayedCalls() == []
+    assert h.supervisor.list() == []
+
+
+@pytest.mark.parametrize(
+    ("shutdown", "ending", "expected"),
+    [
+        ("shutdown-on-any-component-stopped", StopReason.LEFT, [0]),
+        ("shutdown-on-any-component-failed", StopReason.FAILED, [1]),
+        ("shutdown-on-any-component-failed", StopReason.LEFT, []),
+        ("shutdown-on-last-component-stopped", StopReason.LEFT, []),  # one is left
+    ],
+)
+def test_shutdown_policies(shutdown, ending, expected):
+    h = Harness({"shutdown": shutdown})
+    first = h.started("c1")
+    h.started("c2")
+    first.end(ending, "ended")
+    assert [code for code, _ in h.shutdowns] == expected
+
+
+def test_shutdown_on_last_component_stopped_exit_code_follows_the_last_cause():
+    h = Harness({"shutdown": "shutdown-on-last-component-stopped"})
+    first, second = h.started("c1"), h.started("c2")
+    first.end(StopReason.LEFT)
+    assert h.shutdowns == []
+    second.end(StopReason.FAILED, "crash")
+    assert [code for code, _ in h.shutdowns] == [1]
+
+
+def test_wait_for_router_retries_the_first_connect():
+    h = Harness({"restart_backoff": {"initial": 0.5, "jitter": 0.0}})
+    starting = h.start(wait_for_router=True)
+    FakeRun.runs[-1].ready.errback(CannotConnect("refused"))
+    assert h.state() == "restarting" and not starting.called
+    h.clock.advance(0)
+    FakeRun.runs[-1].ready.errback(CannotConnect("refused"))
+    h.clock.advance(0.5)
+    FakeRun.runs[-1].join()
+    assert starting.called and starting.result["state"] == "running"
+
+
+def test_a_start_that_cannot_connect_leaves_no_entry():
+    h = Harness({})
+    starting = h.start()
+    FakeRun.runs[-1].ready.errback(CannotConnect("refused"))
+    assert isinstance(starting.result.value, CannotConnect)
+    starting.addErrback(lambda _: None)
+    assert h.supervisor.list() == []
