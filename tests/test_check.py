@@ -1,0 +1,320 @@
+"""``container check``: every problem a user sees is located as FILE:LINE:COLUMN: path: message.
+
+Each broken file under ``configs/`` holds one problem (``several_problems.json`` holds many);
+the lines asserted here are exactly what a person reads in the terminal.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from container.errors import InvalidConfiguration
+from container.nodeconfig import (
+    ConfigFileUnreadable,
+    NodeConfigError,
+    Problem,
+    check_main,
+    format_path,
+    load_node_config,
+    load_schema,
+    node_validator,
+)
+
+TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+VALID = "configs/valid/node.json"
+
+
+@pytest.fixture(autouse=True)
+def _in_tests_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    """File names in problems are shown as given: run from a fixed folder so they are stable."""
+    monkeypatch.chdir(TESTS)
+
+
+def check_lines(capsys: pytest.CaptureFixture[str], *files: str) -> tuple[int, list[str]]:
+    code = check_main(list(files))
+    return code, capsys.readouterr().out.splitlines()
+
+
+def assert_single_problem(capsys: pytest.CaptureFixture[str], file: str, line: str) -> None:
+    code, lines = check_lines(capsys, file)
+    assert lines == [line, f"{file}: invalid (1 problem)"]
+    assert code == 1
+
+
+def test_syntax_error_is_reported_with_its_line_and_column(capsys: Any) -> None:
+    assert_single_problem(
+        capsys,
+        "configs/syntax_error.json",
+        "configs/syntax_error.json:5:9: (root): invalid JSON: Expecting ',' delimiter",
+    )
+
+
+def test_unknown_key_suggests_the_close_match(capsys: Any) -> None:
+    assert_single_problem(
+        capsys,
+        "configs/unknown_key.json",
+        "configs/unknown_key.json:7:17: workers[0].options.restrat: "
+        "unknown key 'restrat' (did you mean 'restart'?)",
+    )
+
+
+def test_wrong_type_names_expected_and_actual_type(capsys: Any) -> None:
+    assert_single_problem(
+        capsys,
+        "configs/wrong_type.json",
+        "configs/wrong_type.json:7:75: workers[0].transports[0].endpoint.port: "
+        "wrong type: expected integer, got string '8080'",
+    )
+
+
+def test_invalid_restart_mode_lists_the_valid_ones(capsys: Any) -> None:
+    assert_single_problem(
+        capsys,
+        "configs/bad_restart_mode.json",
+        "configs/bad_restart_mode.json:6:36: workers[0].options.restart: "
+        "invalid value 'restart-sometimes' "
+        "(valid: restart-never, restart-always, restart-failed, restart-on-failed)",
+    )
+
+
+def test_missing_realm_in_a_component_names_the_component(capsys: Any) -> None:
+    assert_single_problem(
+        capsys,
+        "configs/missing_realm.json",
+        "configs/missing_realm.json:7:17: workers[0].components[0]: missing required key 'realm'",
+    )
+
+
+def test_duplicate_component_ids_within_a_worker_are_refused(capsys: Any) -> None:
+    assert_single_problem(
+        capsys,
+        "configs/duplicate_component_ids.json",
+        "configs/duplicate_component_ids.json:12:44: workers[0].components[1].id: "
+        "duplicate component id 'hello' (also used by workers[0].components[0])",
+    )
+
+
+def test_crossbar_only_worker_type_says_it_is_not_supported(capsys: Any) -> None:
+    assert_single_problem(
+        capsys,
+        "configs/unsupported_worker.json",
+        "configs/unsupported_worker.json:5:18: workers[1].type: worker type 'guest' "
+        "is not supported by wamp-container (supported: router, container)",
+    )
+
+
+def test_impossible_restart_shutdown_combination_is_located(capsys: Any) -> None:
+    assert_single_problem(
+        capsys,
+        "configs/impossible_shutdown.json",
+        "configs/impossible_shutdown.json:8:29: workers[0].options.shutdown: "
+        "'shutdown-on-last-component-stopped' can never trigger with restart 'restart-always' "
+        "and no restart_limit (every such component is restarted); "
+        "set restart_limit or another restart or shutdown mode",
+    )
+
+
+def test_every_problem_is_reported_in_file_order_without_branch_noise(capsys: Any) -> None:
+    """A wrong ``type`` hides what the branch chosen for it would demand (only the type is said)."""
+    code, lines = check_lines(capsys, "configs/several_problems.json")
+    file = "configs/several_problems.json"
+    assert code == 1
+    assert lines == [
+        f"{file}:2:16: version: invalid value 3 (must be 2)",
+        f"{file}:3:5: controler: unknown key 'controler' (did you mean 'controller'?)",
+        f"{file}:9:75: workers[0].transports[0].endpoint.port: "
+        "invalid value 70000: must be <= 65535",
+        f"{file}:14:19: workers[1].id: duplicate worker id 'w1' (also used by workers[0])",
+        f"{file}:15:36: workers[1].options.restart: invalid value 'restart-alway' "
+        "(did you mean 'restart-always'? "
+        "valid: restart-never, restart-always, restart-failed, restart-on-failed)",
+        f"{file}:15:65: workers[1].options.shutdown: invalid value 'shutdown-never' "
+        "(valid: shutdown-manual, shutdown-on-last-component-stopped, "
+        "shutdown-on-any-component-stopped, shutdown-on-any-component-failed)",
+        f"{file}:18:29: workers[1].components[0].type: invalid value 'clas' "
+        "(did you mean 'class'? valid: class, function)",
+        f"{file}:21:77: workers[1].components[0].transport.endpoint.type: invalid value 'tcpp' "
+        "(did you mean 'tcp'? valid: tcp, unix)",
+        f"{file}:28:68: workers[1].components[1].transport.endpoint: missing required key 'path'",
+        f"{file}:30:21: workers[1].components[1].classname: unknown key 'classname' "
+        "(allowed: id, type, realm, transport, extra, restart, auth, role, callbacks)",
+        f"{file}: invalid (10 problems)",
+    ]
+
+
+def test_load_raises_node_config_error_holding_every_problem() -> None:
+    with pytest.raises(NodeConfigError) as caught:
+        load_node_config("configs/several_problems.json")
+    error = caught.value
+    assert isinstance(error, InvalidConfiguration)
+    assert error.uri == "crossbar.error.invalid_configuration"
+    assert len(error.problems) == 10
+    first = error.problems[0]
+    assert first == Problem("configs/several_problems.json", 2, 16, ("version",), first.message)
+    assert str(first) in str(error)
+
+
+def test_problems_inside_the_text_are_located(tmp_path: Path) -> None:
+    """Duplicate keys, a wrong alternative of a oneOf, and non-ASCII keys get precise lines."""
+    config = tmp_path / "node.json"
+    config.write_text(
+        '{"version": 2,\n'
+        ' "workers": [{"type": "container",\n'
+        '              "options": {"env": {"inherit": ["HOME", 5]}}}],\n'
+        ' "version": 2,\n'
+        ' "zähler": 1}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(NodeConfigError) as caught:
+        load_node_config(config)
+    lines = [str(problem).removeprefix(f"{config}:") for problem in caught.value.problems]
+    assert lines == [
+        "3:55: workers[0].options.env.inherit[1]: wrong type: expected string, got integer 5",
+        "4:2: version: duplicate key 'version' (also on line 1; only the last one counts)",
+        '5:2: ["zähler"]: unknown key \'zähler\' (allowed: $schema, version, controller, workers)',
+    ]
+
+
+def test_a_node_without_container_worker_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "node.json"
+    config.write_text('{"version": 2, "workers": [{"type": "router"}]}', encoding="utf-8")
+    with pytest.raises(NodeConfigError) as caught:
+        load_node_config(config)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{config}:1:27: workers: a node needs at least one worker of type 'container'"
+    ]
+
+
+def test_generated_ids_count_as_duplicates(tmp_path: Path) -> None:
+    config = tmp_path / "node.json"
+    config.write_text(
+        '{"version": 2, "workers": [{"type": "container"},'
+        ' {"type": "container", "id": "worker001"}]}',
+        encoding="utf-8",
+    )
+    with pytest.raises(NodeConfigError) as caught:
+        load_node_config(config)
+    assert [p.message for p in caught.value.problems] == [
+        "duplicate worker id 'worker001' (also used by workers[0])"
+    ]
+
+
+def test_unreadable_file_exits_2(capsys: Any) -> None:
+    code, lines = check_lines(capsys, "configs/does-not-exist.json")
+    assert code == 2
+    assert lines == ["configs/does-not-exist.json: cannot read: No such file or directory"]
+    with pytest.raises(ConfigFileUnreadable):
+        load_node_config("configs/does-not-exist.json")
+
+
+def test_worst_result_of_several_files_is_the_exit_code(capsys: Any) -> None:
+    code, lines = check_lines(capsys, VALID, "configs/unknown_key.json")
+    assert code == 1
+    assert lines[0] == f"{VALID}: OK (1 router, 1 container, 2 components)"
+    assert lines[-1] == "configs/unknown_key.json: invalid (1 problem)"
+
+
+def test_valid_config_loads_with_typed_values_and_absolute_paths() -> None:
+    config = load_node_config(VALID)
+    here = (TESTS / "configs" / "valid").absolute()
+    assert config.path == here / "node.json"
+    assert config.config_dir == here
+    assert config.controller_id == "testnode"
+    assert (config.title, config.management) == ("test node", None)
+    [router] = config.routers
+    assert router.id == "router1"
+    assert router.config["options"]["pythonpath"] == [str(here / "lib")]
+    assert router.config["transports"][1]["endpoint"]["path"] == str(here / "run/router.sock")
+    [container] = config.containers
+    assert container.id == "container1"
+    assert container.options == {
+        "pythonpath": [str(here), str(here / "components")],
+        "restart": "restart-failed",
+    }
+    assert [component["id"] for component in container.components] == ["hello", "component002"]
+    unix = container.components[1]["transport"]["endpoint"]
+    assert unix["path"] == str(here / "run/router.sock")
+    assert config.component_count == 2
+    assert config.raw["workers"][1]["options"]["pythonpath"] == [".", "../valid/components"]
+
+
+def test_management_section_selects_external_router_mode(tmp_path: Path) -> None:
+    config = tmp_path / "node.json"
+    config.write_text(
+        '{"version": 2, "controller": {"management": {'
+        '"transport": {"type": "rawsocket", "endpoint": {"type": "unix", "path": "mgmt.sock"}},'
+        '"auth": {"ticket": {"authid": "node", "ticket": "s3cret"}}}},'
+        '"workers": [{"type": "container"}]}',
+        encoding="utf-8",
+    )
+    node = load_node_config(config)
+    assert node.management is not None
+    assert node.management.realm == "crossbar"
+    assert node.management.transport["endpoint"]["path"] == str(tmp_path / "mgmt.sock")
+    assert node.management.auth == {"ticket": {"authid": "node", "ticket": "s3cret"}}
+    assert (node.routers, node.containers[0].id) == ([], "worker001")
+
+
+def test_options_problems_from_container_config_are_placed_under_the_worker(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The path ``container.config`` reports is relative to the options object."""
+    fake = types.ModuleType("container.config")
+    problem = types.SimpleNamespace(path=("restart_backoff", "max"), message="too small")
+    fake.container_options_problems = lambda options: [problem]  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "container.config", fake)
+    config = tmp_path / "node.json"
+    config.write_text(
+        '{"version": 2, "workers": [{"type": "container",\n'
+        '  "options": {"restart_backoff": {"max": 0.1}}}]}',
+        encoding="utf-8",
+    )
+    with pytest.raises(NodeConfigError) as caught:
+        load_node_config(config)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{config}:2:42: workers[0].options.restart_backoff.max: too small"
+    ]
+
+
+def test_schemas_are_valid_draft_2020_12() -> None:
+    validator = node_validator()
+    validator.check_schema(load_schema("node.schema.json"))
+    validator.check_schema(load_schema("component.schema.json"))
+
+
+def test_format_path() -> None:
+    assert format_path(()) == "(root)"
+    assert format_path(("workers", 1, "options", "restart")) == "workers[1].options.restart"
+    assert format_path(("websocket", "ws/v2")) == 'websocket["ws/v2"]'
+
+
+@pytest.mark.skipif(
+    not (ROOT / "container" / "__main__.py").exists(),
+    reason="container/__main__.py (the lead's CLI entry point) does not exist yet",
+)
+def test_container_check_as_a_real_command() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "container", "check", "configs/unknown_key.json", VALID],
+        cwd=TESTS,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.splitlines() == [
+        "configs/unknown_key.json:7:17: workers[0].options.restrat: "
+        "unknown key 'restrat' (did you mean 'restart'?)",
+        "configs/unknown_key.json: invalid (1 problem)",
+        f"{VALID}: OK (1 router, 1 container, 2 components)",
+    ]
