@@ -48,12 +48,14 @@ class ClientConnection:
     def __init__(self, description: str) -> None:
         self.description = description
         self.protocol: Protocol | None = None
-        self.closed: Deferred[Failure] = Deferred()
+        # fires with the exception that ended the connection (ConnectionDone when clean);
+        # an exception value, not a Failure, so the callback chain runs
+        self.closed: Deferred[BaseException] = Deferred()
         self.close_reason = ""
 
     def transport_closed(self, protocol: Protocol, reason: Failure) -> None:
         if not self.closed.called:
-            self.closed.callback(reason)
+            self.closed.callback(reason.value)
 
     def close(self) -> None:
         """Close the transport gracefully (the peer sees a clean close)."""

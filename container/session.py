@@ -196,10 +196,11 @@ class SessionRun:
         self._abort()
         if self._stop_requested:
             return Failure(StartCancelled("the start was cancelled by a stop request"))
+        doing = "joining" if self._opened else "connecting to"
         return Failure(
             ComponentStartFailed(
                 f"component did not become ready within {timeout:g} s "
-                f"({'joining' if self._opened else 'connecting to'} {self.spec.transport.describe()})",
+                f"({doing} {self.spec.transport.describe()})",
                 cause="timeout",
             )
         )
@@ -208,12 +209,8 @@ class SessionRun:
         self._opened = True
 
     def join_finished(self, details: SessionDetails) -> None:
-        if self._own_leave is not None or self._close_details is not None:
-            self._fail_start(
-                ComponentStartFailed(
-                    f"component left before it was ready: {self._leave_text()}", cause="left"
-                )
-            )
+        if self._stop_requested or self._own_leave is not None or self._close_details:
+            self._fail_start(self._left_before_ready())
             return
         if not self.ready.called:
             self._ready_reached = True
@@ -248,11 +245,14 @@ class SessionRun:
     def left(self, details: CloseDetails) -> None:
         self._close_details = details
         if not self.ready.called:
-            self._fail_start(
-                ComponentStartFailed(
-                    f"component left before it was ready: {self._leave_text()}", cause="left"
-                )
-            )
+            self._fail_start(self._left_before_ready())
+
+    def _left_before_ready(self) -> ContainerError:
+        if self._stop_requested:
+            return StartCancelled("the start was cancelled by a stop request")
+        return ComponentStartFailed(
+            f"component left before it was ready: {self._leave_text()}", cause="left"
+        )
 
     def _leave_text(self) -> str:
         if self._own_leave is not None:
@@ -263,17 +263,15 @@ class SessionRun:
             return "session closed"
         return f"{reason} {message}".strip()
 
-    def _transport_closed(self, reason: Failure) -> None:
+    def _transport_closed(self, reason: BaseException) -> None:
         if not self._ready_reached:
             self._fail_start(self._closed_before_ready(reason))
             return
         if not self.ended.called:
             self.ended.callback(self._end())
 
-    def _closed_before_ready(self, reason: Failure) -> ContainerError:
-        if self._stop_requested:
-            return StartCancelled("the start was cancelled by a stop request")
-        if not self._opened:
+    def _closed_before_ready(self, reason: BaseException) -> ContainerError:
+        if not self._opened and not self._stop_requested:
             why = self.connection.close_reason if self.connection else ""
             return CannotConnect(
                 f"cannot connect to {self.spec.transport.describe()}: the router closed the "
@@ -281,9 +279,7 @@ class SessionRun:
                 transport=self.spec.transport.kind,
                 url=self.spec.transport.url or None,
             )
-        return ComponentStartFailed(
-            f"component left before it was ready: {self._leave_text()}", cause="left"
-        )
+        return self._left_before_ready()
 
     def _end(self) -> SessionEnd:
         if self._stop_requested:

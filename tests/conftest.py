@@ -13,9 +13,8 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from container.config import parse_container_options
+from container.config import EndpointSpec, parse_container_options
 from container.worker import Credentials, ManagementAddress, Worker, WorkerSettings
-from container.config import EndpointSpec
 from tests import wampclient
 from tests.routerproc import RouterProcess, start_router_process
 

@@ -38,7 +38,8 @@ def message(error: ApplicationError) -> str:
 async def test_start_returns_after_onjoin_finished(env):
     prefix = env.unique()
     started = await env.call("start_component", "c1",
-                             env.component("hello.Greeter", extra={"prefix": prefix}))
+                             env.component(
+        "hello.Greeter", extra={"prefix": prefix}))
     assert started["id"] == "c1"
     assert started["state"] == "running"
     assert started["realm"] == "realm1"
@@ -72,7 +73,8 @@ async def test_get_component_and_get_components(env):
 @pytest_twisted.ensureDeferred
 async def test_stop_component_leaves_and_is_forgotten(env):
     prefix = env.unique()
-    await env.call("start_component", "c1", env.component("hello.Greeter", extra={"prefix": prefix}))
+    await env.call("start_component", "c1", env.component(
+        "hello.Greeter", extra={"prefix": prefix}))
     stopped = await env.call("stop_component", "c1")
     assert stopped["component_id"] == "c1"
     assert stopped["caller"]["authid"] == "tester"
@@ -93,7 +95,8 @@ async def test_stop_component_leaves_and_is_forgotten(env):
 async def test_restart_component_keeps_config_and_gets_new_session(env):
     prefix = env.unique()
     first = await env.call("start_component", "c1",
-                           env.component("hello.Greeter", extra={"prefix": prefix}))
+                           env.component(
+        "hello.Greeter", extra={"prefix": prefix}))
     restarted = await env.call("restart_component", "c1")
     assert restarted["stopped"]["component_id"] == "c1"
     assert restarted["started"]["config"] == first["config"]
@@ -202,7 +205,8 @@ async def test_duplicate_and_unknown_ids(env):
 @pytest_twisted.ensureDeferred
 async def test_failed_starts_leave_the_worker_healthy(env):
     prefix = env.unique()
-    await env.call("start_component", "good", env.component("hello.Greeter", extra={"prefix": prefix}))
+    await env.call("start_component", "good", env.component(
+        "hello.Greeter", extra={"prefix": prefix}))
     for classname in ("faulty.JoinRaises", "faulty.ConstructorRaises", "no_such.Module"):
         with pytest.raises(ApplicationError):
             await env.call("start_component", "bad", env.component(classname))
@@ -293,7 +297,8 @@ async def test_transports_and_serializers(env, serializer):
 async def test_shared_object_when_exposed(workers):
     env = await workers({"expose_shared": True})
     prefix = env.unique()
-    await env.call("start_component", "c1", env.component("hello.Greeter", extra={"prefix": prefix}))
+    await env.call("start_component", "c1", env.component(
+        "hello.Greeter", extra={"prefix": prefix}))
     app = await app_client(env)
     try:
         assert "reactor" in await app.call(f"{prefix}.shared_keys")
