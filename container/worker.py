@@ -15,24 +15,26 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import txaio
-from autobahn.twisted.rawsocket import WampRawSocketClientFactory
-from autobahn.twisted.wamp import ApplicationSession
-from autobahn.twisted.websocket import WampWebSocketClientFactory
-from autobahn.wamp import auth as wamp_auth
-from autobahn.wamp.serializer import CBORSerializer, JsonSerializer, MsgPackSerializer
 from autobahn.wamp.types import CloseDetails, ComponentConfig, PublishOptions, SessionDetails
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from container.api import ManagementApi
-from container.config import ContainerOptions, EndpointSpec, parse_container_options
+from container.config import ContainerOptions, parse_container_options
 from container.connector import build_endpoint
 from container.errors import InvalidConfiguration
 from container.loader import Reloader
+from container.mgmtclient import (
+    REFUSALS,
+    AuthenticatingSession,
+    Credentials,
+    ManagementAddress,
+    client_factory,
+    parse_management_url,
+)
 from container.supervisor import Supervisor
 
 log = txaio.make_logger()
@@ -41,61 +43,6 @@ EXIT_CLEAN = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_MANAGEMENT_REFUSED = 3
-
-
-@dataclass(frozen=True)
-class ManagementAddress:
-    """Where the management realm is: a WebSocket URL or a RawSocket TCP/unix address."""
-
-    kind: str  # "websocket" or "rawsocket"
-    endpoint: EndpointSpec
-    url: str = ""
-
-    def describe(self) -> str:
-        return self.url or self.endpoint.describe()
-
-
-def parse_management_url(url: str) -> ManagementAddress:
-    """Parse ``ws://H:P/PATH``, ``wss://...``, ``rs://H:P`` (or ``tcp://``), ``unix:/PATH``."""
-    parts = urlsplit(url)
-    if parts.scheme in ("ws", "wss"):
-        tls = {"hostname": parts.hostname or ""} if parts.scheme == "wss" else None
-        port = _port(parts, url) or (443 if tls else 80)
-        return ManagementAddress(
-            "websocket", EndpointSpec("tcp", host=parts.hostname or "", port=port, tls=tls), url
-        )
-    if parts.scheme in ("rs", "tcp"):
-        port = _port(parts, url)
-        if not parts.hostname or not port:
-            raise InvalidConfiguration(f"--management {url!r}: needs a host and a port")
-        return ManagementAddress(
-            "rawsocket", EndpointSpec("tcp", host=parts.hostname, port=port)
-        )
-    if parts.scheme == "unix":
-        path = parts.path or parts.netloc
-        if not path:
-            raise InvalidConfiguration(f"--management {url!r}: needs a socket path")
-        return ManagementAddress("rawsocket", EndpointSpec("unix", path=path))
-    raise InvalidConfiguration(
-        f"--management {url!r}: use ws://HOST:PORT/PATH, wss://..., rs://HOST:PORT "
-        "or unix:/PATH/TO/SOCKET"
-    )
-
-
-def _port(parts: Any, url: str) -> int | None:
-    try:
-        return parts.port
-    except ValueError:
-        raise InvalidConfiguration(f"--management {url!r}: invalid port") from None
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """How the worker authenticates to the management realm (None: anonymous)."""
-
-    authid: str
-    method: str  # "ticket" or "wampcra"
-    secret: str
 
 
 @dataclass(frozen=True)
@@ -114,32 +61,10 @@ class WorkerSettings:
         return self.prefix or f"crossbar.worker.{self.worker_id}"
 
 
-class ManagementSession(ApplicationSession):
+class ManagementSession(AuthenticatingSession):
     """The worker's session on the management realm."""
 
     worker: Worker
-
-    def onConnect(self) -> None:
-        credentials = self.worker.settings.credentials
-        if credentials is None:
-            self.join(self.config.realm)
-        else:
-            self.join(self.config.realm, authmethods=[credentials.method],
-                      authid=credentials.authid)
-
-    def onChallenge(self, challenge: Any) -> str:
-        credentials = self.worker.settings.credentials
-        if credentials is None or challenge.method != credentials.method:
-            raise RuntimeError(f"unexpected authentication challenge {challenge.method}")
-        if challenge.method == "ticket":
-            return credentials.secret
-        extra = challenge.extra
-        key = credentials.secret.encode("utf8")
-        if "salt" in extra:
-            key = wamp_auth.derive_key(
-                credentials.secret, extra["salt"], extra["iterations"], extra["keylen"]
-            )
-        return wamp_auth.compute_wcs(key, extra["challenge"].encode("utf8")).decode("ascii")
 
     async def onJoin(self, details: SessionDetails) -> None:
         await self.worker.management_joined(self, details)
@@ -195,19 +120,11 @@ class Worker:
     def _management_factory(self) -> Any:
         def make_session() -> ManagementSession:
             session = ManagementSession(ComponentConfig(realm=self.settings.realm))
+            session.credentials = self.settings.credentials
             session.worker = self
             return session
 
-        address = self.settings.management
-        serializer = {"cbor": CBORSerializer, "msgpack": MsgPackSerializer,
-                      "json": JsonSerializer}[self.settings.serializer]()
-        if address.kind == "websocket":
-            factory = WampWebSocketClientFactory(make_session, url=address.url,
-                                                 serializers=[serializer])
-        else:
-            factory = WampRawSocketClientFactory(make_session, serializer=serializer)
-        factory.noisy = False
-        return factory
+        return client_factory(self.settings.management, make_session, self.settings.serializer)
 
     async def management_joined(self, session: ManagementSession, details: SessionDetails) -> None:
         await self.api.attach(session)
@@ -234,9 +151,7 @@ class Worker:
     def management_left(self, session: ManagementSession, details: CloseDetails) -> None:
         if self.api.session is session:
             self.api.detach()
-        if details.reason in ("wamp.error.not_authorized", "wamp.error.authentication_failed",
-                              "wamp.error.no_such_realm", "wamp.error.no_auth_method",
-                              "wamp.error.cannot_authenticate", "wamp.error.no_such_role"):
+        if details.reason in REFUSALS:
             log.error("the management realm refused this worker: {reason} {message}",
                       reason=details.reason, message=details.message or "")
             self._stop_service()

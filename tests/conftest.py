@@ -14,7 +14,8 @@ import pytest_twisted
 from twisted.internet import reactor
 
 from container.config import EndpointSpec, parse_container_options
-from container.worker import Credentials, ManagementAddress, Worker, WorkerSettings
+from container.mgmtclient import Credentials, ManagementAddress
+from container.worker import Worker, WorkerSettings
 from tests import wampclient
 from tests.routerproc import RouterProcess, start_router_process
 
