@@ -81,7 +81,8 @@ def run_worker(arguments: argparse.Namespace) -> int:
     import txaio
 
     from container.errors import InvalidConfiguration
-    from container.worker import Credentials, apply_process_options, settings_from_arguments
+    from container.mgmtclient import Credentials
+    from container.worker import apply_process_options, settings_from_arguments
 
     txaio.use_twisted()
     credentials = None
