@@ -166,3 +166,52 @@ class Reloader:
             module=name,
             pythonpath=list(sys.path),
         )
+
+
+class SourceWatcher:
+    """Development mode: notice changed user modules and report them once changes settle.
+
+    Polls source modification times every ``interval`` seconds on the injected clock (no
+    inotify dependency, works on every file system); reports a set of changed modules once
+    it has stayed the same for ``debounce`` seconds, so an editor's burst of writes causes
+    one restart, not several.
+    """
+
+    def __init__(
+        self,
+        clock: Any,
+        reloader: Reloader,
+        on_change: Callable[[list[str]], Any],
+        interval: float = 1.0,
+        debounce: float = 0.5,
+    ) -> None:
+        from twisted.internet.task import LoopingCall
+
+        self._clock = clock
+        self._reloader = reloader
+        self._on_change = on_change
+        self._debounce = debounce
+        self._interval = interval
+        self._pending: tuple[tuple[str, float | None], ...] = ()
+        self._pending_since = 0.0
+        self._loop = LoopingCall(self.check)
+        self._loop.clock = clock
+
+    def start(self) -> None:
+        self._loop.start(self._interval, now=False)
+
+    def stop(self) -> None:
+        if self._loop.running:
+            self._loop.stop()
+
+    def check(self) -> None:
+        names = self._reloader.changed()
+        signature = tuple((name, _mtime(_module_source(sys.modules[name]) or ""))
+                          for name in names)
+        now = self._clock.seconds()
+        if signature != self._pending:
+            self._pending, self._pending_since = signature, now
+            return
+        if signature and now - self._pending_since >= self._debounce:
+            self._pending = ()
+            self._on_change(names)

@@ -62,7 +62,7 @@ class Supervisor:
         self.started_at = reactor.seconds()
         self._emit = emit
         self._request_shutdown = request_shutdown
-        self._reloader = reloader or Reloader()
+        self.reloader = reloader or Reloader()
         self._controller = controller
         self._uniform = uniform
         self._on_change = on_change
@@ -88,7 +88,7 @@ class Supervisor:
             raise ShuttingDown("the worker is shutting down and starts no components")
         spec = parse_component(config)
         self._refuse_duplicate(component_id)
-        reloaded = self._reloader.reload_changed() if reload_modules else []
+        reloaded = self.reloader.reload_changed() if reload_modules else []
         builder = self._builder(spec)
         component = self._register(component_id, spec, builder)
         component.restarts = restarts
@@ -123,19 +123,49 @@ class Supervisor:
         }
 
     async def restart(
-        self, component_id: str, reload_modules: bool = False, caller: Any = None
+        self, component_id: str, reload_modules: bool = False, caller: Any = None,
+        cause: str = "requested",
     ) -> dict[str, Any]:
-        """Stop and start again with the same configuration."""
+        """Stop and start again with the same configuration.
+
+        Modules are reloaded before the component is stopped: if one fails to reload, the
+        call fails and the component keeps running its old code.
+        """
         component = self._get(component_id)
         config, restarts = component.spec.raw, component.restarts + 1
+        reloaded = self.reloader.reload_changed() if reload_modules else []
         self._emit(
             "on_component_restart",
-            {"id": component_id, "cause": "requested", "attempt": 0, "delay": 0.0,
-             "caller": caller},
+            {"id": component_id, "cause": cause, "attempt": 0, "delay": 0.0, "caller": caller},
         )
         stopped = await self.stop(component_id, caller)
-        started = await self.start(component_id, config, reload_modules, restarts=restarts)
-        return {"stopped": stopped, "started": started, "caller": caller}
+        started = await self.start(component_id, config, restarts=restarts)
+        return {"stopped": stopped, "started": {**started, "reloaded": reloaded},
+                "caller": caller}
+
+    async def reload_and_restart(self, modules: list[str]) -> list[str]:
+        """Reload changed modules once, then restart the components they affect.
+
+        A component is affected when its class or callbacks come from a changed module; a
+        changed module that is no component's own (a helper) affects every component. If a
+        module fails to reload, nothing is restarted and the old code keeps running.
+        """
+        try:
+            self.reloader.reload(modules)
+        except ContainerError as error:
+            log.error("not restarting: {error}", error=error)
+            return []
+        own = {m for c in self.components.values() for m in c.spec.modules}
+        touched = set(modules)
+        affected = [
+            c.id for c in self.components.values()
+            if c.active and (touched - own or touched & set(c.spec.modules))
+        ]
+        restarts = [Deferred.fromCoroutine(self.restart(i, cause="reload")) for i in affected]
+        for ok, result in await DeferredList(restarts, consumeErrors=True):
+            if not ok:
+                log.error("restart after reload failed: {error}", error=result.value)
+        return affected
 
     def get(self, component_id: str) -> dict[str, Any]:
         return self._get(component_id).record()
@@ -228,7 +258,7 @@ class Supervisor:
             def builder(config: ComponentConfig) -> Any:
                 return function_class(config, callbacks)
 
-        self._reloader.track()
+        self.reloader.track()
         return builder
 
     def _component_config(self, spec: ComponentSpec) -> ComponentConfig:

@@ -26,7 +26,7 @@ from container.api import ManagementApi
 from container.config import ContainerOptions, parse_container_options
 from container.connector import build_endpoint
 from container.errors import InvalidConfiguration
-from container.loader import Reloader
+from container.loader import Reloader, SourceWatcher
 from container.mgmtclient import (
     REFUSALS,
     AuthenticatingSession,
@@ -94,11 +94,24 @@ class Worker:
             on_change=self._checkpoint_soon,
         )
         self.api.supervisor = self.supervisor
+        self.watcher = self._source_watcher()
         self._service: ClientService | None = None
         self._joined_once = False
         self._shutdown_started = False
         self._stopped_ids: Deferred[list[str]] | None = None
         self._checkpoint_call: Any = None
+
+    def _source_watcher(self) -> SourceWatcher | None:
+        watch = self.settings.options.watch
+        if not watch.enabled:
+            return None
+
+        def changed(modules: list[str]) -> None:
+            log.info("source changed: {modules}; reloading", modules=", ".join(modules))
+            Deferred.fromCoroutine(self.supervisor.reload_and_restart(modules))
+
+        return SourceWatcher(self.reactor, self.supervisor.reloader, changed,
+                             watch.interval, watch.debounce)
 
     # -- management connection ----------------------------------------------------------
 
@@ -113,6 +126,8 @@ class Worker:
             clock=self.reactor,
         )
         self._service.startService()
+        if self.watcher is not None:
+            self.watcher.start()
         log.info("worker {id} connecting to management realm '{realm}' at {where}",
                  id=self.settings.worker_id, realm=self.settings.realm,
                  where=self.settings.management.describe())
@@ -217,6 +232,8 @@ class Worker:
         if self._stopped_ids is not None:
             return await _chain(self._stopped_ids)
         self._shutdown_started = True
+        if self.watcher is not None:
+            self.watcher.stop()
         self._stopped_ids = Deferred.fromCoroutine(self.supervisor.shutdown())
         stopped = await _chain(self._stopped_ids)
         if self.settings.state_file is not None and reason in ("policy",):

@@ -110,15 +110,16 @@ class EventLog:
         return [payload for topic, payload in self.events if topic.endswith("." + suffix)]
 
     def wait_for(
-        self, suffix: str, timeout: float = DEFAULT_TIMEOUT, **fields: Any
+        self, suffix: str, timeout: float = DEFAULT_TIMEOUT,
+        where: Callable[[dict[str, Any]], bool] = lambda payload: True, **fields: Any
     ) -> Deferred[dict[str, Any]]:
         """The first event (already seen or future) on ``*.suffix`` whose payload has
-        ``fields``; fails after ``timeout`` seconds."""
+        ``fields`` and satisfies ``where``; fails after ``timeout`` seconds."""
 
         def matches(topic: str, payload: Any) -> bool:
-            return topic.endswith("." + suffix) and all(
-                isinstance(payload, dict) and payload.get(k) == v for k, v in fields.items()
-            )
+            return topic.endswith("." + suffix) and isinstance(payload, dict) and all(
+                payload.get(k) == v for k, v in fields.items()
+            ) and where(payload)
 
         for topic, payload in self.events:
             if matches(topic, payload):
