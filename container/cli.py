@@ -108,13 +108,17 @@ def run_worker(arguments: argparse.Namespace) -> int:
 
 def _serve_worker(settings: Any) -> int:
     from twisted.internet import reactor
+    from twisted.internet.defer import Deferred
 
     from container.worker import Worker
 
     worker = Worker(reactor, settings)
 
+    def shut_down() -> None:
+        Deferred.fromCoroutine(worker.shutdown("signal"))
+
     def on_signal(signum: int, frame: Any) -> None:
-        reactor.callFromThread(worker.shutdown, "signal")
+        reactor.callFromThread(shut_down)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
