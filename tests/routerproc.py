@@ -26,9 +26,11 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +77,19 @@ class RouterProcess:
     def running(self) -> bool:
         return self._popen is not None and self._popen.poll() is None
 
-    def start(self, timeout: float = READY_TIMEOUT) -> RouterProcess:
-        """Spawn the router on ``self.config`` and wait for its ready line."""
+    def start(
+        self,
+        timeout: float = READY_TIMEOUT,
+        sockets: Mapping[str, socket.socket] | None = None,
+    ) -> RouterProcess:
+        """Spawn the router on ``self.config`` and wait for its ready line.
+
+        ``sockets`` (from ``container.router.bind_listeners``) are handed to the child as
+        ``--listen-fd ID=FD`` and closed here once it has them."""
         if self.running:
             raise RuntimeError(f"router pid {self.pid} is still running")
+        sockets = sockets or {}
+        fd_args = [f"--listen-fd={tid}={sock.fileno()}" for tid, sock in sockets.items()]
         self.config_path.write_text(json.dumps(self.config, indent=2))
         self.log_path = self.tmp_dir / f"router-{self._generation}.log"
         self._generation += 1
@@ -92,13 +103,17 @@ class RouterProcess:
                     str(self.config_path),
                     "--loglevel",
                     self.loglevel,
+                    *fd_args,
                 ],
+                pass_fds=[sock.fileno() for sock in sockets.values()],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=log,
                 cwd=str(_PROJECT_ROOT),
                 env=_child_env(),
             )
+        for sock in sockets.values():
+            sock.close()
         try:
             ready = self._read_ready_line(timeout)
         except BaseException:
@@ -275,11 +290,13 @@ def start_router_process(
     *,
     timeout: float = READY_TIMEOUT,
     loglevel: str = "info",
+    sockets: Mapping[str, socket.socket] | None = None,
 ) -> RouterProcess:
     """Write ``config`` into ``tmp_dir``, start the router and wait until it is listening.
 
+    ``sockets``: pre-bound listeners for some transports (see ``RouterProcess.start``).
     Raises :class:`RouterStartError` (with the router's stderr) if it exits or stays silent."""
-    return RouterProcess(config, Path(tmp_dir), loglevel=loglevel).start(timeout)
+    return RouterProcess(config, Path(tmp_dir), loglevel=loglevel).start(timeout, sockets)
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

@@ -28,7 +28,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, UNIXClientEndpoint
 
 from container.errors import InvalidConfiguration
-from container.router import parse_router_config, start_router
+from container.router import bind_listeners, parse_router_config, start_router
 from tests.routerproc import RouterProcess, start_router_process
 
 TIMEOUT = 10.0
@@ -366,6 +366,31 @@ async def test_restart_comes_back_on_the_same_port(short_tmp: Path) -> None:
         await leave(mgmt)
     finally:
         proc.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_prebound_listeners_queue_clients_until_the_router_serves_them(
+    short_tmp: Path,
+) -> None:
+    config = router_config(str(short_tmp / "mgmt.sock"))
+    sockets = bind_listeners(config)
+    port = sockets["app"].getsockname()[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as early:
+        early.sendall(RAWSOCKET_HELLO_CBOR)  # before the router process even exists
+        proc = start_router_process(config, short_tmp, sockets=sockets)
+        try:
+            assert proc.tcp("app") == ("127.0.0.1", port)
+            assert early.recv(4)[:1] == b"\x7f"  # the RawSocket handshake reply
+            session = await connect({"unix": proc.unix_path("mgmt")}, "crossbar", WORKER_TICKET)
+            await leave(session)
+        finally:
+            proc.stop()
+    assert not os.path.exists(short_tmp / "mgmt.sock")
+
+
+# RawSocket opening handshake: magic 0x7f, max message length 2**24 and serializer 3 (CBOR).
+RAWSOCKET_HELLO_CBOR = bytes([0x7F, 0xF3, 0x00, 0x00])
+WORKER_TICKET = {"method": "ticket", "authid": "worker-1", "secret": "secret"}
 
 
 def test_unsupported_endpoint_type_exits_2_naming_the_key_path(tmp_path: Path) -> None:
