@@ -51,6 +51,37 @@ ACTIVE_STATES = frozenset(
 )
 
 
+class TaggedLogger:
+    """A txaio logger that starts every line with ``[component ID]``."""
+
+    def __init__(self, tag: str) -> None:
+        self._log = txaio.make_logger()
+        self._tag = tag
+
+    def _emit(self, level: str, text: str, **fields: Any) -> None:
+        getattr(self._log, level)("[component {component_id}] " + text,
+                                  component_id=self._tag, **fields)
+
+    def critical(self, text: str, **fields: Any) -> None:
+        self._emit("critical", text, **fields)
+
+    def error(self, text: str, **fields: Any) -> None:
+        self._emit("error", text, **fields)
+
+    def warn(self, text: str, **fields: Any) -> None:
+        self._emit("warn", text, **fields)
+
+    def info(self, text: str, **fields: Any) -> None:
+        self._emit("info", text, **fields)
+
+    def debug(self, text: str, **fields: Any) -> None:
+        self._emit("debug", text, **fields)
+
+    def failure(self, text: str, failure: Any = None, **fields: Any) -> None:
+        self._log.failure("[component {component_id}] " + text, failure=failure,
+                          component_id=self._tag, **fields)
+
+
 class IllegalTransition(RuntimeError):
     """A programming error: the state machine has no such edge."""
 
@@ -77,8 +108,7 @@ class HostedComponent:
         self.spec = spec
         self.state = ComponentState.STARTING
         self.window = window
-        self.log = txaio.make_logger()
-        self.log.namespace = f"container.component.{component_id}"
+        self.log = TaggedLogger(component_id)
         self.run: SessionRun | None = None
         self.start_call: Deferred[Any] | None = None
         self.pending_restart: Any = None  # IDelayedCall of the next restart attempt

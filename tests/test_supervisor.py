@@ -243,3 +243,15 @@ def test_a_start_that_cannot_connect_leaves_no_entry():
     assert isinstance(starting.result.value, CannotConnect)
     starting.addErrback(lambda _: None)
     assert h.supervisor.list() == []
+
+
+def test_component_log_lines_are_tagged_with_the_component_id():
+    from twisted.logger import capturedLogs, formatEvent
+
+    h = Harness({"restart": "restart-failed"})
+    h.started("tagged")
+    with capturedLogs() as events:
+        FakeRun.runs[-1].end(StopReason.FAILED, "boom")
+    lines = [formatEvent(event) for event in events]
+    assert any(line.startswith("[component tagged] session ended (failed): boom")
+               for line in lines), lines
