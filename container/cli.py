@@ -45,19 +45,19 @@ def _worker_parser(commands: Any) -> None:
                         choices=("critical", "error", "warn", "info", "debug", "trace"))
 
 
+PASS_THROUGH = {
+    "router": "run an embedded Crossbar.io router from a router worker configuration",
+    "check": "validate node configuration files",
+    "run": "run a node from a configuration file",
+    "ctl": "talk to a running node's management API",
+}
+
+
 def _other_parsers(commands: Any) -> None:
-    router = commands.add_parser("router", help="run an embedded Crossbar.io router",
-                                 add_help=False)
-    router.add_argument("rest", nargs=argparse.REMAINDER)
-    check = commands.add_parser("check", help="validate node configuration files",
-                                add_help=False)
-    check.add_argument("rest", nargs=argparse.REMAINDER)
-    run = commands.add_parser("run", help="run a node from a configuration file",
-                              add_help=False)
-    run.add_argument("rest", nargs=argparse.REMAINDER)
-    ctl = commands.add_parser("ctl", help="talk to a running node's management API",
-                              add_help=False)
-    ctl.add_argument("rest", nargs=argparse.REMAINDER)
+    """Subcommands that parse their own arguments (their modules load only when used)."""
+    for name, summary in PASS_THROUGH.items():
+        parser = commands.add_parser(name, help=summary, add_help=False)
+        parser.add_argument("rest", nargs=argparse.REMAINDER)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,9 +148,8 @@ def _dispatch(command: str, rest: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
-    arguments = parser.parse_args(argv)
-    if arguments.command == "worker":
-        return run_worker(arguments)
-    return _dispatch(arguments.command, arguments.rest)
+    if argv and argv[0] in PASS_THROUGH:
+        return _dispatch(argv[0], argv[1:])
+    arguments = build_parser().parse_args(argv)
+    return run_worker(arguments)
 
