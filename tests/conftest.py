@@ -22,6 +22,9 @@ from tests.routerproc import RouterProcess, start_router_process
 APPS = os.path.join(os.path.dirname(__file__), "apps")
 WORKER_TICKET = "worker-secret"
 TESTER_TICKET = "tester-secret"
+CRA_WORKER_SECRET = "cra-worker-secret"
+APP_TICKET = "alice-ticket"
+APP_CRA_SECRET = "bob-secret"
 
 if APPS not in sys.path:
     sys.path.insert(0, APPS)
@@ -38,15 +41,26 @@ def _allow_all(disclose: bool = False) -> list[dict[str, Any]]:
 
 def router_config(unix_path: str) -> dict[str, Any]:
     """realm1 for applications (anonymous); realm 'crossbar' for management (ticket only)."""
-    management_auth = {"ticket": {"type": "static", "principals": {
-        "worker": {"ticket": WORKER_TICKET, "role": "controller"},
-        "tester": {"ticket": TESTER_TICKET, "role": "controller"},
-    }}}
+    management_auth = {
+        "ticket": {"type": "static", "principals": {
+            "worker": {"ticket": WORKER_TICKET, "role": "controller"},
+            "tester": {"ticket": TESTER_TICKET, "role": "controller"},
+        }},
+        "wampcra": {"type": "static", "users": {
+            "cra-worker": {"secret": CRA_WORKER_SECRET, "role": "controller"},
+        }},
+    }
+    app_auth = {
+        "ticket": {"type": "static",
+                   "principals": {"alice": {"ticket": APP_TICKET, "role": "app"}}},
+        "wampcra": {"type": "static", "users": {"bob": {"secret": APP_CRA_SECRET, "role": "app"}}},
+    }
     return {
         "type": "router",
         "id": "testrouter",
         "realms": [
-            {"name": "realm1", "roles": [{"name": "anonymous", "permissions": _allow_all()}]},
+            {"name": "realm1", "roles": [{"name": "anonymous", "permissions": _allow_all()},
+                                         {"name": "app", "permissions": _allow_all()}]},
             {"name": "crossbar",
              "roles": [{"name": "controller", "permissions": _allow_all(disclose=True)}]},
         ],
@@ -60,6 +74,9 @@ def router_config(unix_path: str) -> dict[str, Any]:
              "endpoint": {"type": "tcp", "port": 0, "interface": "127.0.0.1", "backlog": 1024},
              "serializers": ["cbor", "msgpack", "json"],
              "auth": management_auth},
+            {"type": "rawsocket", "id": "appauth",
+             "endpoint": {"type": "tcp", "port": 0, "interface": "127.0.0.1"},
+             "serializers": ["cbor", "msgpack", "json"], "auth": app_auth},
             {"type": "rawsocket", "id": "appunix",
              "endpoint": {"type": "unix", "path": unix_path},
              "serializers": ["cbor", "msgpack", "json"]},
@@ -100,6 +117,11 @@ class RouterAddresses:
         url = f"ws://127.0.0.1:{self.app_port}/{path}"
         return {"type": "websocket", "url": url,
                 "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": self.app_port}}
+
+    def authenticated_transport(self) -> dict[str, Any]:
+        """RawSocket to realm1 on the transport that requires ticket or WAMP-CRA auth."""
+        return {"type": "rawsocket",
+                "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": self.port("appauth")}}
 
     def management_address(self) -> dict[str, Any]:
         return {"kind": "rawsocket", "host": "127.0.0.1", "port": self.management_port}
@@ -146,6 +168,7 @@ class WorkerEnv:
 async def start_worker_env(
     router: RouterAddresses, options: dict[str, Any] | None = None,
     state_file: str | None = None, worker_id: str | None = None,
+    credentials: Credentials | None = None,
 ) -> WorkerEnv:
     worker_id = worker_id or f"w{next(_worker_ids)}"
     prefix = f"crossbar.worker.{worker_id}"
@@ -160,7 +183,7 @@ async def start_worker_env(
             "rawsocket", EndpointSpec("tcp", host="127.0.0.1", port=router.management_port)
         ),
         options=parse_container_options(options or {}),
-        credentials=Credentials("worker", "ticket", WORKER_TICKET),
+        credentials=credentials or Credentials("worker", "ticket", WORKER_TICKET),
         state_file=state_file,
     )
     worker = Worker(reactor, settings)

@@ -353,3 +353,33 @@ async def test_events_tell_the_whole_life(env):
     assert stopped["reason"] == "requested"
     topics = [topic.rsplit(".", 1)[1] for topic, _ in env.events.events]
     assert topics.index("on_component_start") < topics.index("on_component_stop")
+
+
+@pytest_twisted.ensureDeferred
+async def test_worker_authenticates_with_wampcra(workers):
+    from container.mgmtclient import Credentials
+    from tests.conftest import CRA_WORKER_SECRET
+
+    env = await workers({}, credentials=Credentials("cra-worker", "wampcra", CRA_WORKER_SECRET))
+    await env.call("start_component", "c1", env.component("hello.Quiet"))
+    assert await env.call("get_components") == ["c1"]
+
+
+@pytest.mark.parametrize(
+    ("auth", "ok"),
+    [
+        ({"ticket": {"authid": "alice", "ticket": "alice-ticket"}}, True),
+        ({"wampcra": {"authid": "bob", "secret": "bob-secret"}}, True),
+        ({"ticket": {"authid": "alice", "ticket": "wrong"}}, False),
+    ],
+)
+@pytest_twisted.ensureDeferred
+async def test_component_authentication(env, auth, ok):
+    config = env.component("hello.Quiet", env.router.authenticated_transport(), auth=auth)
+    if ok:
+        started = await env.call("start_component", "authed", config)
+        assert started["state"] == "running"
+    else:
+        error = await expect_error(env.call("start_component", "authed", config),
+                                   "crossbar.error.cannot_start")
+        assert "not_authorized" in message(error)
