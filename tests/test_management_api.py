@@ -383,3 +383,14 @@ async def test_component_authentication(env, auth, ok):
         error = await expect_error(env.call("start_component", "authed", config),
                                    "crossbar.error.cannot_start")
         assert "not_authorized" in message(error)
+
+
+@pytest_twisted.ensureDeferred
+async def test_tls_to_a_plain_listener_is_cannot_connect(env):
+    transport = env.router.rawsocket_transport()
+    transport["endpoint"]["tls"] = {"hostname": "localhost"}
+    error = await expect_error(
+        env.call("start_component", "tls", env.component("hello.Quiet", transport)),
+        "crossbar.error.cannot_connect")
+    assert f"tls 127.0.0.1:{env.router.app_port}" in message(error)
+    assert await env.call("get_components") == []
