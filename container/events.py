@@ -1,0 +1,190 @@
+"""What the node prints: lifecycle events as one line each, children's output, start progress.
+
+Two audiences: a person at a terminal (one readable line per event, a progress bar while
+the configured components start) and a program reading the output (``--log-format json``:
+one JSON object per line on stdout, nothing else on stdout). Children's own log lines go to
+stderr, prefixed with the child's name, in both formats.
+
+A lifecycle event published by a worker on ``crossbar.worker.<ID>.<event>`` becomes::
+
+    12:00:01.234  w1  hello        started         session 123456 on realm1
+    12:00:04.002  w1  crashy       stopped         failed: boom; restart in 0.41 s
+
+and in JSON ``{"time": ..., "source": "worker", "event": "on_component_stop", "worker":
+"w1", "component": "crashy", "data": {...the payload...}}``. The node's own events (router
+ready, worker process exited or restarted, node ready, stopping) have ``"source": "node"``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from typing import Any, TextIO
+
+WORKER_TOPIC_PREFIX = "crossbar.worker."
+
+
+def split_topic(topic: str) -> tuple[str, str] | None:
+    """``crossbar.worker.w1.on_component_start`` -> ``("w1", "on_component_start")``.
+
+    Worker ids cannot contain dots (they are part of URIs), so the event is after the last.
+    """
+    if not topic.startswith(WORKER_TOPIC_PREFIX):
+        return None
+    worker, _, event = topic[len(WORKER_TOPIC_PREFIX):].rpartition(".")
+    return (worker, event) if worker and event else None
+
+
+def _clock() -> str:
+    return datetime.now().astimezone().strftime("%H:%M:%S.%f")[:-3]
+
+
+def _seconds(value: Any) -> str:
+    return f"{value:.2f} s" if isinstance(value, int | float) else "?"
+
+
+def describe_worker_event(event: str, data: dict[str, Any]) -> tuple[str, str]:
+    """(what happened, details) for a worker's lifecycle event, in a few words."""
+    if event == "on_component_start":
+        details = f"session {data.get('session')} on {data.get('realm')}"
+        if data.get("restarts"):
+            details += f" (restart #{data['restarts']})"
+        return "started", details
+    if event == "on_component_stop":
+        return "stopped", _stop_details(data)
+    if event == "on_component_restart":
+        return "restarting", (f"{data.get('cause')}, attempt {data.get('attempt')}, "
+                              f"in {_seconds(data.get('delay'))}")
+    if event == "on_worker_ready":
+        again = " (reconnected)" if data.get("reconnected") else ""
+        return "worker ready", f"pid {data.get('pid')}{again}"
+    if event == "on_shutdown":
+        stopped = ", ".join(data.get("stopped") or []) or "no components"
+        return "worker shutdown", (f"exit {data.get('exit_code')}, {data.get('reason')}"
+                                   f"{': ' + data['why'] if data.get('why') else ''}; "
+                                   f"stopped {stopped}")
+    return event, json.dumps(data, default=str)[:200]
+
+
+def _stop_details(data: dict[str, Any]) -> str:
+    text = str(data.get("reason"))
+    if data.get("message"):
+        text += f": {data['message']}"
+    if data.get("will_restart"):
+        text += f"; restart in {_seconds(data.get('restart_in'))}"
+    elif data.get("gave_up"):
+        text += "; gave up (restart limit reached)"
+    return text
+
+
+class NodeOutput:
+    """The node's console: events on stdout, children's lines and errors on stderr."""
+
+    def __init__(
+        self, json_lines: bool = False, progress: bool | None = None,
+        out: TextIO | None = None, err: TextIO | None = None,
+    ) -> None:
+        self.json_lines = json_lines
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        wants = self.out.isatty() and not json_lines if progress is None else progress
+        self._bar = _ProgressBar(self.out) if wants else None
+
+    # -- events -------------------------------------------------------------------------------
+
+    def worker_event(self, worker: str, event: str, data: dict[str, Any]) -> None:
+        component = data.get("id") if event.startswith("on_component") else None
+        if self.json_lines:
+            self._json({"source": "worker", "event": event, "worker": worker,
+                        "component": component, "data": data})
+            return
+        what, details = describe_worker_event(event, data)
+        self._text(worker, component or "-", what, details)
+
+    def node_event(self, event: str, text: str, **data: Any) -> None:
+        """One of the node's own events (``text`` for people, ``data`` for programs)."""
+        if self.json_lines:
+            self._json({"source": "node", "event": event, "message": text, **data})
+        else:
+            self._text(str(data.get("worker") or data.get("router") or "node"), "-", event, text)
+
+    def child_line(self, name: str, line: str) -> None:
+        self._write(self.err, f"[{name}] {line}")
+
+    def error(self, text: str) -> None:
+        self._write(self.err, f"container run: error: {text}")
+
+    def _json(self, record: dict[str, Any]) -> None:
+        stamp = datetime.now().astimezone().isoformat(timespec="milliseconds")
+        self._write(self.out, json.dumps({"time": stamp, **record}, default=str))
+
+    def _text(self, source: str, component: str, what: str, details: str) -> None:
+        self._write(self.out, f"{_clock()}  {source:<10} {component:<14} {what:<14} {details}")
+
+    def _write(self, stream: TextIO, line: str) -> None:
+        if self._bar is not None and self._bar.live:
+            self._bar.print(line, stderr=stream is self.err)
+            return
+        stream.write(line + "\n")
+        stream.flush()
+
+    # -- start progress -----------------------------------------------------------------------
+
+    def progress_start(self, total: int, workers: int) -> None:
+        text = f"starting {total} component(s) in {workers} container worker(s)"
+        if self._bar is not None and total:
+            self._bar.start(total, text)
+        else:
+            self.node_event("starting", text, components=total, workers=workers)
+
+    def progress_advance(self, worker: str, component: str) -> None:
+        if self._bar is not None:
+            self._bar.advance(f"{worker}/{component}")
+
+    def progress_done(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+class _ProgressBar:
+    """rich's progress display, imported only when a terminal will show it."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._progress: Any = None
+        self._task: Any = None
+        self.live = False
+
+    def start(self, total: int, text: str) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._progress = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+            MofNCompleteColumn(), TimeElapsedColumn(),
+            console=Console(file=self._out), transient=True,
+        )
+        self._task = self._progress.add_task(text, total=total)
+        self._progress.start()
+        self.live = True
+
+    def advance(self, label: str) -> None:
+        if self.live:
+            self._progress.update(self._task, advance=1, description=f"started {label}")
+
+    def print(self, line: str, stderr: bool) -> None:
+        self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True,
+                                     style="dim" if stderr else None)
+
+    def stop(self) -> None:
+        if self.live:
+            self.live = False
+            self._progress.stop()

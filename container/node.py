@@ -1,0 +1,593 @@
+"""The node controller, ``container run CONFIG``: one command brings up a whole node.
+
+It validates the configuration (nothing starts if it is invalid), creates a private run
+directory, and starts everything at once: the router workers (Crossbar.io's router, one
+``python -m container.router`` child each, the first one also carrying the management
+realm on a private unix socket) and one ``container worker`` process per container worker.
+The workers retry their management connection until the router listens, so nobody waits
+for anybody's imports. The node joins the management realm itself as soon as the first
+router says it listens, waits for each worker's ``on_worker_ready``, starts that worker's
+configured components through the management API (all concurrently), then prints the
+lifecycle events of every component as they happen.
+
+Supervision: a worker process that dies without being asked is spawned again with backoff
+and resumes its whole component set from its checkpoint file (components started later
+through the API included), so the node does not start its configured components again. A
+worker that exits by itself with 0 or 1 (its shutdown policy fired) stays down; when no
+worker is left, the node exits too. A router that dies is restarted on the same ports.
+
+SIGTERM, SIGINT or SIGHUP stop the node in order: workers first (their components leave
+cleanly while the router still runs), then the routers; a second signal kills what is left.
+What ``container ctl --config CONFIG`` needs (credentials included) is in ``ctl.json`` in
+the run directory, readable only by this user, and is removed on exit.
+
+Only :func:`main` touches the global reactor; :class:`Node` gets it injected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList
+
+from container.events import NodeOutput, split_topic
+from container.nodeconfig import ConfigFileUnreadable, NodeConfigError, load_node_config
+from container.nodeplan import (
+    NodePlan,
+    NodePlanError,
+    RouterPlan,
+    WorkerPlan,
+    build_plan,
+    pin_ports,
+    prepare_run_dir,
+    run_dir_for,
+    with_listening_sockets,
+    write_private_json,
+)
+from container.nodeprocs import ExitStatus, RestartRules, Supervised
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+#: Worker exit codes that a restart cannot fix: clean or policy shutdown (0, 1), bad
+#: arguments (2), refused by the management realm (3). Anything else is a crash.
+WORKER_FINAL_CODES = frozenset({0, 1, 2, 3})
+ROUTER_STOP_TIMEOUT = 10.0
+START_RETRY_DELAY = 0.5
+WORKER_STOP_MARGIN = 5.0
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    start_timeout: float = 60.0
+    launched: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class WorkerHandle:
+    """One container worker as the node sees it: its process and its unstarted components."""
+
+    plan: WorkerPlan
+    child: Supervised
+    pending: dict[str, dict[str, Any]]  # configured components not yet known to be running
+    in_flight: set[str] = field(default_factory=set)
+    ready_once: bool = False
+    ready_generation: int = -1  # the process generation whose on_worker_ready we saw
+
+
+@dataclass
+class RouterHandle:
+    plan: RouterPlan
+    child: Supervised
+    transports: list[dict[str, Any]] = field(default_factory=list)
+    ready_once: bool = False
+    last_error: str = ""
+
+
+class _Listener:
+    """Adapts two functions to :class:`container.nodeprocs.SupervisionListener`."""
+
+    def __init__(self, spawned: Any, exited: Any) -> None:
+        self.spawned = spawned
+        self.exited = exited
+
+
+class Node:
+    """The process context of the node controller."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        plan: NodePlan,
+        output: NodeOutput,
+        settings: NodeSettings,
+        sockets: dict[str, dict[str, socket.socket]],
+    ) -> None:
+        self.reactor = reactor
+        self.plan = plan
+        self.sockets = sockets
+        self.output = output
+        self.settings = settings
+        self.link: Any = None
+        self.done: Deferred[int] = Deferred()
+        self.exit_code: int | None = None
+        self.stopping = False
+        self.up = False
+        self._first_signal: float | None = None
+        self._deadline: Any = None
+        self._first_joined: float | None = None
+        self.routers = {r.id: self._router_handle(r) for r in plan.routers}
+        self.workers = {w.id: self._worker_handle(w) for w in plan.workers}
+
+    def _router_handle(self, router: RouterPlan) -> RouterHandle:
+        handle: RouterHandle
+        fds = {tid: sock.fileno() for tid, sock in self.sockets.get(router.id, {}).items()}
+
+        def restartable(status: ExitStatus) -> bool:
+            return handle.ready_once
+
+        child = Supervised(
+            self.reactor, router.id, lambda: with_listening_sockets(router.launch, fds),
+            RestartRules(restartable), _Listener(self._router_spawned, self._router_exited),
+            lambda stream, line: self._router_line(handle, stream, line),
+        )
+        handle = RouterHandle(router, child)
+        return handle
+
+    def _worker_handle(self, worker: WorkerPlan) -> WorkerHandle:
+        def restartable(status: ExitStatus) -> bool:
+            return status.signal is not None or status.code not in WORKER_FINAL_CODES
+
+        child = Supervised(
+            self.reactor, worker.id, lambda: worker.launch, RestartRules(restartable),
+            _Listener(self._worker_spawned, self._worker_exited),
+            lambda stream, line: self.output.child_line(worker.id, line),
+        )
+        pending = {component["id"]: component for component in worker.components}
+        return WorkerHandle(worker, child, pending)
+
+    # -- start ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Spawn every child at once and join the management realm (the listeners are bound
+        already, so the workers' and our connections wait in the accept queue until the
+        router serves them)."""
+        for router in self.routers.values():
+            write_private_json(router.plan.config_path, router.plan.config)
+        for router in self.routers.values():
+            router.child.start()
+        for worker in self.workers.values():
+            worker.child.start()
+        self._deadline = self.reactor.callLater(self.settings.start_timeout, self._timed_out)
+        total = sum(len(worker.pending) for worker in self.workers.values())
+        self.output.progress_start(total, len(self.workers))
+        self._open_link()
+
+    def _open_link(self) -> None:
+        from container.nodelink import ManagementLink  # autobahn: after the children started
+
+        management = self.plan.management
+        self.link = ManagementLink(
+            self.reactor, management.url, management.realm, management.node,
+            self._on_event, self._on_joined, self._on_refused,
+            join_timeout=30.0 if self.plan.embedded else 10.0,
+        )
+        self.link.start()
+
+    # -- routers --------------------------------------------------------------------------------
+
+    def _router_line(self, router: RouterHandle, stream: str, line: str) -> None:
+        if stream == "stdout" and line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                message = json.loads(line)
+                if message.get("event") == "ready":
+                    self._router_ready(router, message)
+                    return
+        if "error" in line.lower():
+            router.last_error = line
+        self.output.child_line(router.plan.id, line)
+
+    def _router_ready(self, router: RouterHandle, message: dict[str, Any]) -> None:
+        router.transports = message.get("transports", [])
+        first = not router.ready_once
+        router.ready_once = True
+        where = ", ".join(_describe_endpoint(t.get("endpoint", {})) for t in router.transports)
+        self.output.node_event("router ready" if first else "router restarted",
+                               f"listening on {where}", router=router.plan.id,
+                               pid=message.get("pid"), transports=router.transports)
+        self._write_ctl()
+        if self.link is not None and self.plan.embedded:
+            self.link.kick()
+
+    def _router_spawned(self, child: Supervised, process: Any) -> None:
+        self._write_ctl()
+
+    def _router_exited(
+        self, child: Supervised, status: ExitStatus, restart_in: float | None
+    ) -> None:
+        router = self.routers[child.name]
+        self._write_ctl()
+        if self.stopping:
+            return
+        if not router.ready_once:
+            why = router.last_error or status.describe()
+            self.finish(EXIT_FAILED, f"router '{child.name}' could not start: {why}")
+        elif restart_in is not None:
+            self.output.node_event(
+                "router died", f"{status.describe()}; restarting on the same ports in "
+                f"{restart_in:.2f} s", router=child.name, restart_in=restart_in,
+            )
+        else:
+            self.finish(EXIT_FAILED, f"router '{child.name}' {status.describe()} and keeps "
+                                     "dying; giving up")
+
+    # -- workers --------------------------------------------------------------------------------
+
+    def _worker_spawned(self, child: Supervised, process: Any) -> None:
+        self._write_ctl()
+        if child.generation > 0:
+            self.output.node_event("worker restarted", f"new process pid {process.pid}; it "
+                                   "resumes its components from its checkpoint",
+                                   worker=child.name, pid=process.pid)
+
+    def _worker_exited(
+        self, child: Supervised, status: ExitStatus, restart_in: float | None
+    ) -> None:
+        worker = self.workers[child.name]
+        self._write_ctl()
+        if self.stopping:
+            return
+        if restart_in is not None:
+            self.output.node_event(
+                "worker died", f"process {status.describe()}; restarting in {restart_in:.2f} s",
+                worker=child.name, code=status.code, signal=status.signal, restart_in=restart_in,
+            )
+            return
+        self._worker_gone(worker, status)
+
+    def _worker_gone(self, worker: WorkerHandle, status: ExitStatus) -> None:
+        name = worker.plan.id
+        if worker.child.gave_up:
+            text = f"process {status.describe()}; gave up after too many restarts"
+        else:
+            text = f"process {status.describe()}; not restarted"
+        self.output.node_event("worker exited", text, worker=name, code=status.code,
+                               signal=status.signal)
+        if not self.up and status.code in (2, 3):
+            self.finish(EXIT_FAILED, f"worker '{name}' could not start ({status.describe()}; "
+                                     "its error is above)")
+            return
+        worker.pending.clear()
+        if all(w.child.final is not None for w in self.workers.values()):
+            clean = all(w.child.final and w.child.final.clean for w in self.workers.values())
+            self.finish(EXIT_OK if clean else EXIT_FAILED, "no container worker is left")
+        else:
+            self._check_up()
+
+    # -- management realm -----------------------------------------------------------------------
+
+    def _on_joined(self) -> None:
+        """(Re)joined: catch up with workers whose ready event we may have missed."""
+        for worker in self.workers.values():
+            if worker.pending and worker.child.pid is not None:
+                Deferred.fromCoroutine(self._probe(worker))
+
+    async def _probe(self, worker: WorkerHandle) -> None:
+        try:
+            await self.link.call(worker.plan.prefix, "get_status")
+        except Exception:
+            return  # not serving yet: its on_worker_ready will come
+        self._worker_ready(worker)
+
+    def _on_refused(self, text: str) -> None:
+        self.finish(EXIT_FAILED, f"the management realm refused the node: {text}")
+
+    def _on_event(self, topic: str, payload: Any) -> None:
+        parsed = split_topic(topic)
+        if parsed is None or not isinstance(payload, dict):
+            return
+        worker_id, event = parsed
+        self.output.worker_event(worker_id, event, payload)
+        if event == "on_component_start" and self._first_joined is None:
+            self._first_joined = time.monotonic() - self.settings.launched
+        worker = self.workers.get(worker_id)
+        if event == "on_worker_ready" and worker is not None:
+            self._worker_ready(worker)
+
+    def _worker_ready(self, worker: WorkerHandle) -> None:
+        worker.ready_once = True
+        worker.ready_generation = worker.child.generation
+        self._start_pending(worker)
+        self._check_up()
+
+    def _start_pending(self, worker: WorkerHandle) -> None:
+        """Start the configured components not known to run yet (only the first process of
+        a worker has any: a respawned one resumes its checkpoint by itself)."""
+        if self.stopping:
+            return
+        for component_id, config in list(worker.pending.items()):
+            if component_id not in worker.in_flight:
+                worker.in_flight.add(component_id)
+                Deferred.fromCoroutine(self._start_component(worker, component_id, config))
+
+    def _retry_soon(self, worker: WorkerHandle) -> None:
+        """A start got lost (the worker or the router went away meanwhile). If the worker
+        and our session are already back, no event will come to trigger it: try again."""
+        serving = worker.ready_generation == worker.child.generation and worker.child.pid
+        if serving and self.link.session is not None:
+            self.reactor.callLater(START_RETRY_DELAY, self._start_pending, worker)
+
+    async def _start_component(
+        self, worker: WorkerHandle, component_id: str, config: dict[str, Any]
+    ) -> None:
+        from container.nodelink import error_text, start_outcome
+
+        try:
+            await self.link.call(worker.plan.prefix, "start_component", component_id, config,
+                                 wait_for_router=True)
+            outcome, why = "started", ""
+        except Exception as error:
+            outcome, why = start_outcome(error), error_text(error)
+        finally:
+            worker.in_flight.discard(component_id)
+        if outcome == "fatal":
+            self.finish(EXIT_FAILED, f"component '{component_id}' of worker '{worker.plan.id}' "
+                                     f"could not be started: {why}")
+        elif outcome == "retry":
+            self._retry_soon(worker)
+        elif worker.pending.pop(component_id, None):  # started, or dropped by somebody else
+            self.output.progress_advance(worker.plan.id, component_id)
+            self._check_up()
+
+    def _check_up(self) -> None:
+        if self.up or self.stopping:
+            return
+        waiting = [w for w in self.workers.values()
+                   if w.pending or not (w.ready_once or w.child.final is not None)]
+        if waiting:
+            return
+        self.up = True
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self.output.progress_done()
+        elapsed = time.monotonic() - self.settings.launched
+        first = self._first_joined
+        total = sum(len(w.plan.components) for w in self.workers.values())
+        text = (f"{total} component(s) in {len(self.workers)} worker(s) up {elapsed:.2f} s "
+                f"after launch" + (f" (first joined after {first:.2f} s)" if first else ""))
+        self.output.node_event("node ready", text, elapsed=round(elapsed, 3),
+                               first_joined=round(first, 3) if first else None)
+
+    def _timed_out(self) -> None:
+        waiting = []
+        for worker in self.workers.values():
+            if not worker.ready_once:
+                waiting.append(f"worker '{worker.plan.id}' to join the management realm")
+            waiting += [f"component '{worker.plan.id}/{c}' to join its realm"
+                        for c in worker.pending]
+        self.finish(EXIT_FAILED, f"the node did not come up within "
+                                 f"{self.settings.start_timeout:g} s; still waiting for "
+                                 f"{'; '.join(waiting)} (is its router address right?)")
+
+    # -- ctl file ------------------------------------------------------------------------------
+
+    def _write_ctl(self) -> None:
+        if self.stopping:
+            return
+        management = self.plan.management
+        ctl = management.ctl
+        write_private_json(self.plan.ctl_file, {
+            "node_pid": os.getpid(),
+            "config": str(self.plan.config.path),
+            "run_dir": str(self.plan.run_dir.absolute()),
+            "management": management.url,
+            "realm": management.realm,
+            "authid": ctl.authid if ctl else None,
+            "authmethod": ctl.method if ctl else None,
+            "secret": ctl.secret if ctl else None,
+            "workers": [{"id": w.plan.id, "prefix": w.plan.prefix, "pid": w.child.pid}
+                        for w in self.workers.values()],
+            "routers": [{"id": r.plan.id, "pid": r.child.pid, "transports": r.transports}
+                        for r in self.routers.values()],
+        })
+
+    # -- stop -----------------------------------------------------------------------------------
+
+    def signalled(self, signum: int) -> None:
+        """First signal: stop in order. Another one a second later: kill every child now
+        (one keystroke or ``kill`` of a process group can deliver the same signal twice)."""
+        name = signal.Signals(signum).name
+        now = self.reactor.seconds()
+        if self._first_signal is None:
+            self._first_signal = now
+            self.finish(EXIT_OK, f"received {name}: stopping")
+            return
+        if now - self._first_signal < 1.0:
+            return
+        self.output.node_event("killing", f"received {name} again: killing every child")
+        for handle in [*self.workers.values(), *self.routers.values()]:
+            handle.child.kill()
+
+    def finish(self, exit_code: int, why: str) -> None:
+        """Stop everything once, report why, then fire :attr:`done` with ``exit_code``."""
+        if self.stopping:
+            return
+        self.output.progress_done()
+        if exit_code == EXIT_OK:
+            self.output.node_event("stopping", why)
+        else:
+            self.output.error(why)
+        self._write_ctl()
+        self.stopping = True
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        Deferred.fromCoroutine(self._stop_all(exit_code))
+
+    async def _stop_all(self, exit_code: int) -> None:
+        try:
+            await _gather(w.child.stop(w.plan.stop_timeout + WORKER_STOP_MARGIN)
+                          for w in self.workers.values())
+            if self.link is not None:
+                await self.link.close()
+            await _gather(r.child.stop(ROUTER_STOP_TIMEOUT) for r in self.routers.values())
+        finally:
+            close_sockets(self.sockets)
+            self._remove_files()
+            self.output.node_event("stopped", f"exit status {exit_code}", code=exit_code)
+            self.exit_code = exit_code
+            self.done.callback(exit_code)
+
+    def _remove_files(self) -> None:
+        management = self.plan.management
+        if management.socket is not None:
+            management.socket.unlink(missing_ok=True)
+        if management.socket_dir is not None:
+            shutil.rmtree(management.socket_dir, ignore_errors=True)
+        shutil.rmtree(self.plan.run_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):  # .container-run/, unless other nodes use it
+            self.plan.run_dir.parent.rmdir()
+
+
+async def _gather(coroutines: Any) -> None:
+    await DeferredList([Deferred.fromCoroutine(c) for c in coroutines], consumeErrors=True)
+
+
+def _describe_endpoint(endpoint: dict[str, Any]) -> str:
+    if endpoint.get("type") == "unix":
+        return f"unix:{endpoint.get('path')}"
+    return f"{endpoint.get('host')}:{endpoint.get('port')}"
+
+
+# ---------------------------------------------------------------------------------------------
+# the command line
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="container run",
+        description="Run a node from a configuration file (Crossbar.io's format): routers, "
+                    "container workers and their components; stop with Ctrl-C or SIGTERM.",
+    )
+    parser.add_argument("config", metavar="CONFIG", help="node configuration file (JSON)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="lifecycle events as readable lines (default) or JSON lines")
+    parser.add_argument("--loglevel", default="info",
+                        choices=("critical", "error", "warn", "info", "debug", "trace"),
+                        help="log level of the container workers (default info)")
+    parser.add_argument("--router-loglevel", default="warn",
+                        choices=("none", "critical", "error", "warn", "info", "debug", "trace"),
+                        help="log level of the routers (default warn)")
+    parser.add_argument("--start-timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="give up if the configuration is not up after this long "
+                             "(default 60)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="plain lines even on a terminal")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """``container run CONFIG``: 0 after a clean stop, 1 if the node could not be brought
+    up or its workers ended with a failure, 2 on bad arguments."""
+    launched = time.monotonic()
+    args = _parser().parse_args(argv)
+    settings = NodeSettings(start_timeout=args.start_timeout, launched=launched)
+    output = NodeOutput(json_lines=args.log_format == "json",
+                        progress=False if args.no_progress else None)
+    plan = _plan(args, output)
+    if plan is None:
+        return EXIT_FAILED
+    sockets = _bind(plan, output)
+    if sockets is None:
+        shutil.rmtree(plan.run_dir, ignore_errors=True)
+        return EXIT_FAILED
+    return _serve(plan, output, settings, sockets)
+
+
+def _plan(args: argparse.Namespace, output: NodeOutput) -> NodePlan | None:
+    """Validate and plan; on any problem print it and return None before starting anything."""
+    try:
+        config = load_node_config(args.config)
+    except NodeConfigError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        output.error(f"{args.config}: invalid configuration ({len(error.problems)} "
+                     "problem(s)); nothing was started")
+        return None
+    except ConfigFileUnreadable as error:
+        output.error(str(error))
+        return None
+    run_dir = run_dir_for(config)
+    try:
+        prepare_run_dir(run_dir)
+    except (NodePlanError, OSError) as error:  # another node runs it: leave its files alone
+        output.error(str(error))
+        return None
+    try:
+        return build_plan(config, run_dir, loglevel=args.loglevel,
+                          router_loglevel=args.router_loglevel)
+    except NodePlanError as error:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        output.error(str(error))
+        return None
+
+
+def _bind(plan: NodePlan, output: NodeOutput) -> dict[str, dict[str, socket.socket]] | None:
+    """Bind every router's listeners now: a port in use is reported before anything runs,
+    ``port: 0`` gets its real port, and the routers' restarts reuse the same sockets."""
+    from container.errors import InvalidConfiguration
+    from container.router import bind_listeners
+
+    bound: dict[str, dict[str, socket.socket]] = {}
+    for router in plan.routers:
+        try:
+            sockets = bind_listeners(router.config, base_dir=str(plan.config.config_dir))
+        except InvalidConfiguration as error:
+            close_sockets(bound)
+            output.error(f"router '{router.id}': {error}")
+            return None
+        bound[router.id] = sockets
+        pin_ports(router.config, {tid: sock.getsockname()[1] for tid, sock in sockets.items()
+                                  if sock.family != socket.AF_UNIX})
+    return bound
+
+
+def close_sockets(bound: dict[str, dict[str, socket.socket]]) -> None:
+    for sockets in bound.values():
+        for sock in sockets.values():
+            sock.close()
+
+
+def _serve(
+    plan: NodePlan,
+    output: NodeOutput,
+    settings: NodeSettings,
+    sockets: dict[str, dict[str, socket.socket]],
+) -> int:
+    from twisted.internet import reactor
+
+    node = Node(reactor, plan, output, settings, sockets)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        reactor.callFromThread(node.signalled, signum)
+
+    def install_signals() -> None:  # after Twisted's own (it keeps SIGCHLD for children)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, on_signal)
+
+    reactor.callWhenRunning(install_signals)
+    reactor.callWhenRunning(node.start)
+    node.done.addBoth(lambda _: reactor.callLater(0, reactor.stop))
+    reactor.run()
+    return node.exit_code if node.exit_code is not None else EXIT_FAILED
+
+
+__all__ = ["Node", "NodeSettings", "main"]

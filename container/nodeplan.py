@@ -1,0 +1,465 @@
+"""What the node controller will run, decided before anything runs: a plain value, no I/O.
+
+From a valid :class:`~container.nodeconfig.NodeConfig` the plan derives the run directory,
+the management realm (where it lives, who may join it, with which fresh secrets), the
+generated configuration of every router worker, and the command line and environment of
+every container worker. Keeping this pure means the node's start-up decisions are tested
+without spawning anything, and a configuration the node cannot serve (a user realm that
+clashes with the management realm, an external management address we cannot speak to) is
+refused before the first child process exists.
+
+Only :func:`prepare_run_dir` and :func:`write_private_json` touch the file system.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import secrets
+import shutil
+import stat
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from container.errors import InvalidConfiguration
+from container.nodeconfig import (
+    DEFAULT_MANAGEMENT_REALM,
+    ContainerWorker,
+    Management,
+    NodeConfig,
+)
+
+#: Accept-queue depth of every listening endpoint unless the configuration says otherwise:
+#: Crossbar.io's default of 50 overflows when hundreds of components connect at once.
+DEFAULT_BACKLOG = 1024
+#: The role every principal of the embedded management realm gets: allowed everything.
+CONTROLLER_ROLE = "controller"
+#: Environment variable carrying a worker's management secret (never its command line).
+SECRET_ENV = "CONTAINER_MANAGEMENT_SECRET"
+RUN_DIR_NAME = ".container-run"
+SOCKET_NAME = "management.sock"
+CTL_FILE = "ctl.json"
+# sun_path holds 108 bytes on Linux including the NUL; keep a margin
+_UNIX_PATH_MAX = 100
+_SERIALIZERS = ["cbor", "msgpack", "json"]
+
+
+class NodePlanError(InvalidConfiguration):
+    """The configuration is valid but this node cannot serve it as written."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Credentials for the management realm (``method`` is ``ticket`` or ``wampcra``)."""
+
+    authid: str
+    method: str
+    secret: str
+
+
+@dataclass(frozen=True)
+class ManagementPlan:
+    """Where the management realm is and who joins it with which credentials.
+
+    ``socket`` is set in embedded mode (the unix socket the first router listens on);
+    ``node``, ``ctl`` and ``workers`` are None for an external realm that admits anonymous
+    sessions.
+    """
+
+    url: str
+    realm: str
+    node: Principal | None
+    ctl: Principal | None
+    workers: Mapping[str, Principal | None]
+    socket: Path | None = None
+    socket_dir: Path | None = None  # a private temporary folder when the run dir is too deep
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One child process: what to execute, where, with which environment.
+
+    ``fds`` maps a file descriptor number in the child to one of ours that it inherits
+    (a listening socket handed to a router).
+    """
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    fds: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RouterPlan:
+    id: str
+    config: dict[str, Any]
+    config_path: Path
+    launch: Launch
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    id: str
+    prefix: str
+    components: list[dict[str, Any]]
+    state_file: Path
+    stop_timeout: float
+    launch: Launch
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    config: NodeConfig
+    run_dir: Path
+    management: ManagementPlan
+    routers: list[RouterPlan]
+    workers: list[WorkerPlan]
+    embedded: bool = field(default=True)
+
+    @property
+    def ctl_file(self) -> Path:
+        return self.run_dir / CTL_FILE
+
+
+# ---------------------------------------------------------------------------------------------
+# the plan
+
+
+def run_dir_for(config: NodeConfig) -> Path:
+    """``<config dir>/.container-run/<config file stem>/``: one per configuration file, so
+    ``container ctl --config FILE`` finds the node running that file."""
+    return config.config_dir / RUN_DIR_NAME / config.path.stem
+
+
+def build_plan(
+    config: NodeConfig,
+    run_dir: Path,
+    *,
+    token: Callable[[], str] = lambda: secrets.token_urlsafe(32),
+    environ: Mapping[str, str] = os.environ,
+    executable: str = sys.executable,
+    loglevel: str = "info",
+    router_loglevel: str = "warn",
+) -> NodePlan:
+    """Everything the node will start, or :class:`NodePlanError` saying why it cannot."""
+    worker_ids = [worker.id for worker in config.containers]
+    if config.management is None:
+        if not config.routers:
+            raise NodePlanError(
+                "workers: the node needs a router worker to carry the management realm "
+                "(or controller.management pointing at an existing Crossbar.io router)"
+            )
+        management = _embedded_management(run_dir, worker_ids, token)
+    else:
+        management = _external_management(config.management, worker_ids)
+    routers = [
+        _router_plan(config, index, run_dir, management, environ, executable, router_loglevel)
+        for index in range(len(config.routers))
+    ]
+    workers = [
+        _worker_plan(config, worker, run_dir, management, environ, executable, loglevel)
+        for worker in config.containers
+    ]
+    return NodePlan(config, run_dir, management, routers, workers, config.management is None)
+
+
+def _embedded_management(
+    run_dir: Path, worker_ids: list[str], token: Callable[[], str]
+) -> ManagementPlan:
+    socket, socket_dir = _socket_path(run_dir)
+    workers = {worker_id: Principal(f"worker-{worker_id}", "ticket", token())
+               for worker_id in worker_ids}
+    return ManagementPlan(
+        url=f"unix:{socket}",
+        realm=DEFAULT_MANAGEMENT_REALM,
+        node=Principal("node", "ticket", token()),
+        ctl=Principal("ctl", "ticket", token()),
+        workers=workers,
+        socket=socket,
+        socket_dir=socket_dir,
+    )
+
+
+def _socket_path(run_dir: Path) -> tuple[Path, Path | None]:
+    """The management socket in the run dir, or in a private temporary folder when the run
+    dir is too deep for a unix socket path (the kernel limits it to 107 bytes)."""
+    socket = run_dir.absolute() / SOCKET_NAME
+    if len(os.fsencode(socket)) <= _UNIX_PATH_MAX:
+        return socket, None
+    folder = Path(tempfile.mkdtemp(prefix="container-"))  # mode 0700
+    return folder / SOCKET_NAME, folder
+
+
+def _external_management(management: Management, worker_ids: list[str]) -> ManagementPlan:
+    principal = _principal(management.auth)
+    return ManagementPlan(
+        url=management_url(management.transport),
+        realm=management.realm,
+        node=principal,
+        ctl=principal,
+        workers=dict.fromkeys(worker_ids, principal),
+    )
+
+
+def management_url(transport: Mapping[str, Any]) -> str:
+    """A client transport config (component format) as a management address URL."""
+    if transport["type"] == "websocket":
+        return str(transport["url"])
+    endpoint = transport["endpoint"]
+    if endpoint["type"] == "unix":
+        return f"unix:{endpoint['path']}"
+    if endpoint.get("tls"):
+        raise NodePlanError(
+            "controller.management.transport: RawSocket over TLS cannot be used for the "
+            "management connection; use a websocket transport with a wss:// url"
+        )
+    return f"rs://{endpoint['host']}:{endpoint['port']}"
+
+
+def _principal(auth: Mapping[str, Any] | None) -> Principal | None:
+    if not auth:
+        return None
+    if "ticket" in auth:
+        return Principal(auth["ticket"]["authid"], "ticket", auth["ticket"]["ticket"])
+    if "wampcra" in auth:
+        return Principal(auth["wampcra"]["authid"], "wampcra", auth["wampcra"]["secret"])
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# routers
+
+
+def _router_plan(
+    config: NodeConfig,
+    index: int,
+    run_dir: Path,
+    management: ManagementPlan,
+    environ: Mapping[str, str],
+    executable: str,
+    loglevel: str,
+) -> RouterPlan:
+    router = config.routers[index]
+    generated = copy.deepcopy(router.config)
+    _default_backlogs(generated)
+    if index == 0 and management.socket is not None:
+        add_management_realm(generated, management)
+    path = run_dir / f"router-{router.id}.json"
+    argv = [executable, "-m", "container.router", str(path), "--loglevel", loglevel]
+    env = process_env(generated.get("options", {}), environ, {})
+    return RouterPlan(router.id, generated, path, Launch(argv, env, str(config.config_dir)))
+
+
+def with_listening_sockets(launch: Launch, sockets: Mapping[str, int]) -> Launch:
+    """The router's launch serving each transport id on an inherited listening fd.
+
+    The node binds the listeners itself (milliseconds, real ports known at once) and hands
+    them over: clients that connect while the router still imports Crossbar.io wait in the
+    accept queue instead of being refused and backing off.
+    """
+    fds: dict[int, int] = {}
+    argv = list(launch.argv)
+    for number, (transport_id, parent_fd) in enumerate(sorted(sockets.items()), start=3):
+        fds[number] = parent_fd
+        argv += ["--listen-fd", f"{transport_id}={number}"]
+    return Launch(argv, launch.env, launch.cwd, fds)
+
+
+def pin_ports(router: dict[str, Any], ports: Mapping[str, int]) -> None:
+    """Write the ports the listeners got (for ``port: 0``) into a router config, in place,
+    keyed by transport id (the router's default id is ``transport<index>``)."""
+    for index, transport in enumerate(router.get("transports", [])):
+        endpoint = transport.get("endpoint", {})
+        port = ports.get(transport.get("id", f"transport{index}"))
+        if endpoint.get("type") == "tcp" and port:
+            endpoint["port"] = port
+
+
+def _default_backlogs(router: dict[str, Any]) -> None:
+    for transport in router.get("transports", []):
+        transport.get("endpoint", {}).setdefault("backlog", DEFAULT_BACKLOG)
+
+
+def add_management_realm(router: dict[str, Any], management: ManagementPlan) -> None:
+    """Add the management realm and its private transport to a router worker config.
+
+    The realm has one role, allowed everything and disclosing callers and publishers; there
+    is no anonymous role, so no application transport can join it. The transport is a
+    RawSocket on a unix socket in a 0700 folder with static ticket auth: one principal per
+    worker, one for the node and one for ``container ctl``.
+    """
+    realms = router.setdefault("realms", [])
+    if any(realm.get("name") == management.realm for realm in realms):
+        raise NodePlanError(
+            f"workers: router '{router.get('id')}' already has a realm named "
+            f"'{management.realm}', which the node reserves for its management API; rename "
+            "that realm"
+        )
+    realms.append(_management_realm(management.realm))
+    transports = router.setdefault("transports", [])
+    taken = {transport.get("id") for transport in transports}
+    transport_id = next(name for name in _candidate_ids("management") if name not in taken)
+    transports.append(_management_transport(transport_id, management))
+
+
+def _candidate_ids(stem: str) -> Any:
+    yield stem
+    number = 2
+    while True:
+        yield f"{stem}-{number}"
+        number += 1
+
+
+def _management_realm(name: str) -> dict[str, Any]:
+    allow = {"call": True, "register": True, "publish": True, "subscribe": True}
+    permission = {"uri": "", "match": "prefix", "allow": allow,
+                  "disclose": {"caller": True, "publisher": True}, "cache": True}
+    return {"name": name, "roles": [{"name": CONTROLLER_ROLE, "permissions": [permission]}]}
+
+
+def _management_transport(transport_id: str, management: ManagementPlan) -> dict[str, Any]:
+    principals = {
+        principal.authid: {"ticket": principal.secret, "role": CONTROLLER_ROLE,
+                           "realm": management.realm}
+        for principal in _all_principals(management)
+    }
+    return {
+        "type": "rawsocket",
+        "id": transport_id,
+        "endpoint": {"type": "unix", "path": str(management.socket), "backlog": DEFAULT_BACKLOG},
+        "serializers": list(_SERIALIZERS),
+        "auth": {"ticket": {"type": "static", "principals": principals}},
+    }
+
+
+def _all_principals(management: ManagementPlan) -> list[Principal]:
+    found = [management.node, management.ctl, *management.workers.values()]
+    return [principal for principal in found if principal is not None]
+
+
+# ---------------------------------------------------------------------------------------------
+# container workers
+
+
+def _worker_plan(
+    config: NodeConfig,
+    worker: ContainerWorker,
+    run_dir: Path,
+    management: ManagementPlan,
+    environ: Mapping[str, str],
+    executable: str,
+    loglevel: str,
+) -> WorkerPlan:
+    state_file = run_dir / f"{worker.id}.state.json"
+    principal = management.workers.get(worker.id)
+    argv = [
+        worker.options.get("python") or executable, "-m", "container", "worker",
+        "--management", management.url, "--realm", management.realm, "--id", worker.id,
+        "--options", json.dumps(worker.options, separators=(",", ":")),
+        "--state-file", str(state_file), "--loglevel", loglevel,
+    ]
+    extra = {}
+    if principal is not None:
+        argv += ["--authid", principal.authid, "--authmethod", principal.method,
+                 "--secret-env", SECRET_ENV]
+        extra[SECRET_ENV] = principal.secret
+    env = process_env(worker.options, environ, extra)
+    env.setdefault("PYTHONUNBUFFERED", "1")  # component prints reach the node as they happen
+    return WorkerPlan(
+        id=worker.id,
+        prefix=f"crossbar.worker.{worker.id}",
+        components=copy.deepcopy(worker.components),
+        state_file=state_file,
+        stop_timeout=float(worker.options.get("stop_timeout", 5.0)),
+        launch=Launch(argv, env, str(config.config_dir)),
+    )
+
+
+def process_env(
+    options: Mapping[str, Any], environ: Mapping[str, str], extra: Mapping[str, str]
+) -> dict[str, str]:
+    """A child's environment as Crossbar.io builds it from ``options.env``.
+
+    ``inherit`` true (the default) copies the node's whole environment, a list copies only
+    those names, false nothing; ``vars`` are set on top. ``extra`` (what the node itself must
+    pass, such as the management secret) comes last: the configuration cannot remove it.
+    """
+    env_options = options.get("env", {})
+    inherit = env_options.get("inherit", True)
+    if inherit is True:
+        env = dict(environ)
+    elif inherit is False:
+        env = {}
+    else:
+        env = {name: environ[name] for name in inherit if name in environ}
+    env.update(env_options.get("vars", {}))
+    env.update(extra)
+    return env
+
+
+# ---------------------------------------------------------------------------------------------
+# files
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    """Create the run dir fresh (mode 0700): a new node starts from its configuration, not
+    from the checkpoints of a previous run. Refuses while another node is running it."""
+    other = running_node_pid(run_dir)
+    if other is not None:
+        raise NodePlanError(
+            f"a node is already running this configuration (pid {other}); stop it first, "
+            f"e.g. `kill {other}`"
+        )
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    run_dir.mkdir(mode=0o700)
+    os.chmod(run_dir, stat.S_IRWXU)
+
+
+def running_node_pid(run_dir: Path) -> int | None:
+    """The pid in a previous node's ctl file if that node process is still alive."""
+    try:
+        pid = int(json.loads((run_dir / CTL_FILE).read_text(encoding="utf-8"))["node_pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if pid == os.getpid() or not _alive(pid):
+        return None
+    return pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not cmdline.exists():
+        return True
+    try:
+        return b"container" in cmdline.read_bytes()
+    except OSError:
+        return True
+
+
+def write_private_json(path: Path, data: Any) -> None:
+    """Write JSON readable only by this user, atomically (a reader never sees half a file)."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            json.dump(data, file, indent=2)
+            file.write("\n")
+        os.chmod(temporary, stat.S_IRUSR | stat.S_IWUSR)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
