@@ -122,6 +122,8 @@ class HostedComponent:
         self.session_id: int | None = None
         self.realm: str | None = None
         self.gave_up = False
+        self.stopping: Deferred[Any] | None = None  # the requested stop under way
+        self.stop_caller: Any = None
         self._now = now
         self._on_transition = on_transition
 

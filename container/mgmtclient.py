@@ -42,7 +42,7 @@ class ManagementAddress:
 
     kind: str  # "websocket" or "rawsocket"
     endpoint: EndpointSpec
-    url: str = ""
+    url: str = ""  # as the user wrote it (for messages; WebSocket also connects to it)
 
     def describe(self) -> str:
         return self.url or self.endpoint.describe()
@@ -61,12 +61,14 @@ def parse_management_url(url: str) -> ManagementAddress:
         port = _port(parts, url)
         if not parts.hostname or not port:
             raise InvalidConfiguration(f"management address {url!r}: needs a host and a port")
-        return ManagementAddress("rawsocket", EndpointSpec("tcp", host=parts.hostname, port=port))
+        return ManagementAddress(
+            "rawsocket", EndpointSpec("tcp", host=parts.hostname, port=port), url
+        )
     if parts.scheme == "unix":
         path = parts.path or parts.netloc
         if not path:
             raise InvalidConfiguration(f"management address {url!r}: needs a socket path")
-        return ManagementAddress("rawsocket", EndpointSpec("unix", path=path))
+        return ManagementAddress("rawsocket", EndpointSpec("unix", path=path), url)
     raise InvalidConfiguration(
         f"management address {url!r}: use ws://HOST:PORT/PATH, wss://..., rs://HOST:PORT "
         "or unix:/PATH/TO/SOCKET"

@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 
 from container.component import ACTIVE_STATES, ComponentState, HostedComponent
 from container.config import ComponentSpec, ContainerOptions, parse_component
+from container.deferreds import share
 from container.errors import (
     AlreadyRunning,
     CannotConnect,
@@ -103,20 +104,29 @@ class Supervisor:
         return {**component.started_info(), "reloaded": reloaded}
 
     async def stop(self, component_id: str, caller: Any = None) -> dict[str, Any]:
-        """Stop a component (GOODBYE, transport closed, abort after the stop timeout)."""
+        """Stop a component (GOODBYE, transport closed, abort after the stop timeout).
+
+        A second stop of a component that is already stopping waits for the first one and
+        returns the same answer.
+        """
         component = self._get(component_id)
+        if component.stopping is not None:
+            return await share(component.stopping)
+        component.stopping = Deferred.fromCoroutine(self._stop(component, caller))
+        return await share(component.stopping)
+
+    async def _stop(self, component: HostedComponent, caller: Any) -> dict[str, Any]:
         uptime = component.uptime()
-        if component.state is ComponentState.STOPPING:
-            raise NoSuchComponent(f"component '{component_id}' is already being stopped")
         self._cancel_pending_restart(component)
         component.stop_reason = StopReason.REQUESTED
+        component.stop_caller = caller
         component.set_state(ComponentState.STOPPING)
         if component.run is not None:
             await component.run.stop(self.options.stop_timeout)
         component.set_state(ComponentState.STOPPED)
         self._forget(component)
         return {
-            "component_id": component_id,
+            "component_id": component.id,
             "uptime": uptime,
             "reason": StopReason.REQUESTED.value,
             "caller": caller,
@@ -134,11 +144,11 @@ class Supervisor:
         component = self._get(component_id)
         config, restarts = component.spec.raw, component.restarts + 1
         reloaded = self.reloader.reload_changed() if reload_modules else []
+        stopped = await self.stop(component_id, caller)
         self._emit(
             "on_component_restart",
             {"id": component_id, "cause": cause, "attempt": 0, "delay": 0.0, "caller": caller},
         )
-        stopped = await self.stop(component_id, caller)
         started = await self.start(component_id, config, restarts=restarts)
         return {"stopped": stopped, "started": {**started, "reloaded": reloaded},
                 "caller": caller}
@@ -427,6 +437,7 @@ class Supervisor:
             "attempt": component.attempt,
             "restarts": component.restarts,
             "gave_up": component.gave_up,
+            "caller": component.stop_caller if reason is StopReason.REQUESTED else None,
         }
 
     def _restart_event(self, component: HostedComponent) -> dict[str, Any]:
@@ -438,3 +449,4 @@ class Supervisor:
             "delay": component.next_restart_in(),
             "caller": None,
         }
+

@@ -20,11 +20,11 @@ import txaio
 from autobahn.wamp.types import CloseDetails, ComponentConfig, PublishOptions, SessionDetails
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import Deferred
-from twisted.python.failure import Failure
 
 from container.api import ManagementApi
 from container.config import ContainerOptions, parse_container_options
 from container.connector import build_endpoint
+from container.deferreds import share
 from container.errors import InvalidConfiguration
 from container.loader import Reloader, SourceWatcher
 from container.mgmtclient import (
@@ -230,12 +230,12 @@ class Worker:
     ) -> list[str]:
         """Stop every component, then (after the caller got its answer) leave and exit."""
         if self._stopped_ids is not None:
-            return await _chain(self._stopped_ids)
+            return await share(self._stopped_ids)
         self._shutdown_started = True
         if self.watcher is not None:
             self.watcher.stop()
         self._stopped_ids = Deferred.fromCoroutine(self.supervisor.shutdown())
-        stopped = await _chain(self._stopped_ids)
+        stopped = await share(self._stopped_ids)
         if self.settings.state_file is not None and reason in ("policy",):
             self.write_checkpoint()
         self.reactor.callLater(0, lambda: Deferred.fromCoroutine(
@@ -271,21 +271,6 @@ class Worker:
         if self.exit_code is None:
             self.exit_code = exit_code
             self.done.callback(exit_code)
-
-
-def _chain(deferred: Deferred[Any]) -> Deferred[Any]:
-    """A new Deferred with the result of ``deferred``, leaving ``deferred`` usable again."""
-    result: Deferred[Any] = Deferred()
-
-    def relay(value: Any) -> Any:
-        if isinstance(value, Failure):
-            result.errback(value)
-        else:
-            result.callback(value)
-        return value
-
-    deferred.addBoth(relay)
-    return result
 
 
 def apply_process_options(options: ContainerOptions) -> None:

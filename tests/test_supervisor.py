@@ -255,3 +255,17 @@ def test_component_log_lines_are_tagged_with_the_component_id():
     lines = [formatEvent(event) for event in events]
     assert any(line.startswith("[component tagged] session ended (failed): boom")
                for line in lines), lines
+
+
+def test_a_second_stop_waits_for_the_first_and_gets_the_same_answer():
+    h = Harness({})
+    run = h.started()
+    leaving: Deferred[None] = Deferred()
+    run.stop = lambda timeout: leaving
+    first = Deferred.fromCoroutine(h.supervisor.stop("c1", caller={"authid": "a"}))
+    second = Deferred.fromCoroutine(h.supervisor.stop("c1", caller={"authid": "b"}))
+    assert not first.called and not second.called
+    leaving.callback(None)
+    assert first.result == second.result
+    assert first.result["caller"] == {"authid": "a"}
+    assert h.topics("on_component_stop")[-1]["caller"] == {"authid": "a"}
