@@ -161,6 +161,12 @@ class Node:
         """Spawn every child at once and join the management realm (the listeners are bound
         already, so the workers' and our connections wait in the accept queue until the
         router serves them)."""
+        try:
+            self._start()
+        except Exception as error:
+            self.finish(EXIT_FAILED, f"cannot start the node: {error}")
+
+    def _start(self) -> None:
         for router in self.routers.values():
             write_private_json(router.plan.config_path, router.plan.config)
         for router in self.routers.values():
@@ -566,6 +572,22 @@ def close_sockets(bound: dict[str, dict[str, socket.socket]]) -> None:
             sock.close()
 
 
+def _log_warnings() -> None:
+    """Twisted's and autobahn's warnings and errors (an unhandled failure, a protocol error)
+    go to stderr; stdout stays ours (no redirection of standard I/O)."""
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        globalLogBeginner,
+        textFileLogObserver,
+    )
+
+    observer = FilteringLogObserver(textFileLogObserver(sys.stderr),
+                                    [LogLevelFilterPredicate(LogLevel.warn)])
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
 def _serve(
     plan: NodePlan,
     output: NodeOutput,
@@ -574,6 +596,7 @@ def _serve(
 ) -> int:
     from twisted.internet import reactor
 
+    _log_warnings()
     node = Node(reactor, plan, output, settings, sockets)
 
     def on_signal(signum: int, frame: Any) -> None:

@@ -35,7 +35,8 @@ from container.policy import Backoff, RestartLimit, RestartWindow
 OnLine = Callable[[str, str], None]  # (stream "stdout"/"stderr", line)
 
 # setpgid: out of the terminal's foreground group; prctl(PR_SET_PDEATHSIG=1, SIGTERM): die
-# with the node; the parent check closes the race of a node that died before the prctl.
+# with the node; the parent check closes the race of a node that died before the prctl. An
+# interpreter that cannot be executed (options.python) exits 2, "bad arguments": no restart.
 _DETACH = """\
 import os, sys
 os.setpgid(0, 0)
@@ -46,7 +47,11 @@ except Exception:
     pass
 if os.getppid() != int(sys.argv[1]):
     sys.exit(70)
-os.execv(sys.argv[2], sys.argv[2:])
+try:
+    os.execv(sys.argv[2], sys.argv[2:])
+except OSError as error:
+    sys.stderr.write("cannot execute %s: %s\\n" % (sys.argv[2], error.strerror))
+    sys.exit(2)
 """
 
 

@@ -5,8 +5,8 @@
 Run them with ``container run node-config/hello.json``.
 """
 
-from autobahn.twisted.util import sleep
 from autobahn.twisted.wamp import ApplicationSession
+from twisted.internet.task import LoopingCall
 
 GREET = "com.example.hello.greet"
 TICK = "com.example.hello.tick"
@@ -16,30 +16,26 @@ class Greeter(ApplicationSession):
     """Serves ``greet(name)`` and publishes ``tick(n)`` every ``extra.interval`` seconds."""
 
     async def onJoin(self, details):
-        self.greeted = 0
+        self._greeted = 0
+        self._ticks = 0
         await self.register(self.greet, GREET)
         self.log.info("greeter ready: {uri} registered", uri=GREET)
-        interval = (self.config.extra or {}).get("interval", 1.0)
-        self._ticking = True
-        self.config.extra = self.config.extra or {}
-        # keep ticking in the background: onJoin must return for the component to be ready
-        from twisted.internet.defer import ensureDeferred
-
-        ensureDeferred(self._tick(interval))
+        # onJoin must return for the component to count as started: tick in the background
+        self._loop = LoopingCall(self._tick)
+        self._loop.start((self.config.extra or {}).get("interval", 1.0))
 
     def greet(self, name):
-        self.greeted += 1
-        return f"hello {name}, you are caller number {self.greeted}"
+        self._greeted += 1
+        return f"hello {name}, you are caller number {self._greeted}"
 
-    async def _tick(self, interval):
-        counter = 0
-        while self._ticking and self.is_attached():
-            counter += 1
-            self.publish(TICK, counter)
-            await sleep(interval)
+    def _tick(self):
+        self._ticks += 1
+        self.publish(TICK, self._ticks)
 
     def onLeave(self, details):
-        self._ticking = False
+        loop = getattr(self, "_loop", None)
+        if loop is not None and loop.running:
+            loop.stop()
         super().onLeave(details)
 
 

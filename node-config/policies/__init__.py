@@ -31,8 +31,9 @@ class Crashy(ApplicationSession):
         self.leave("com.example.error.simulated_crash", "a simulated crash")
 
     def onLeave(self, details):
-        if self._crash.active():
-            self._crash.cancel()
+        crash = getattr(self, "_crash", None)
+        if crash is not None and crash.active():
+            crash.cancel()
         super().onLeave(details)
 
 
@@ -49,8 +50,9 @@ class Ticker(ApplicationSession):
         self.publish(TICK, self._count)
 
     def onLeave(self, details):
-        if self._loop.running:
-            self._loop.stop()
+        loop = getattr(self, "_loop", None)
+        if loop is not None and loop.running:
+            loop.stop()
         super().onLeave(details)
 
 
