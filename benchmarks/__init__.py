@@ -1,0 +1,1 @@
+"""Benchmarks of wamp-container (not part of the test run): see docs/benchmarks.md."""
