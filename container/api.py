@@ -87,8 +87,14 @@ class ManagementApi:
     def detach(self) -> None:
         self.session = None
 
-    def publish(self, topic: str, payload: dict[str, Any]) -> None:
-        """Publish ``PREFIX.topic`` to every subscriber, the caller included."""
+    def publish(self, topic: str, payload: dict[str, Any], acknowledge: bool = False) -> None:
+        """Publish ``PREFIX.topic`` to every subscriber, the caller included.
+
+        Lifecycle events go out unacknowledged: an acknowledgement is one more message per
+        event through the router, a measurable share of a component start. ``on_worker_ready``
+        is acknowledged, so a router that refuses our publications is reported in the log
+        once per join rather than never.
+        """
         session = self.session
         event = {"worker": self.worker_id, **payload}
         if session is None or not session.is_attached():
@@ -97,15 +103,16 @@ class ManagementApi:
         uri = f"{self.prefix}.{topic}"
         try:
             published = session.publish(
-                uri, event, options=PublishOptions(acknowledge=True, exclude_me=False)
+                uri, event, options=PublishOptions(acknowledge=acknowledge, exclude_me=False)
             )
         except Exception as error:
-            log.warn("publishing {uri} failed: {error}", uri=uri, error=error)
+            log.warn("publishing {uri} failed: {error}", uri=uri, error=_describe(error))
             return
-        published.addErrback(
-            lambda failure: log.warn("publishing {uri} failed: {error}", uri=uri,
-                                     error=failure.value)
-        )
+        if published is not None:
+            published.addErrback(
+                lambda failure: log.warn("publishing {uri} failed: {error}", uri=uri,
+                                         error=_describe(failure.value))
+            )
 
     @staticmethod
     def _guarded(procedure: Callable[..., Awaitable[Any]]) -> Callable[..., Deferred[Any]]:
@@ -167,3 +174,10 @@ class ManagementApi:
 
     async def shutdown(self, details: CallDetails | None = None) -> list[str]:
         return await self._shutdown("requested")
+
+
+def _describe(error: BaseException) -> str:
+    """A one-line account of a failed publication (an ``ApplicationError`` prints as '')."""
+    if isinstance(error, ApplicationError):
+        return f"{error.error}: {error.error_message() or ''}".rstrip(": ")
+    return f"{type(error).__name__}: {error}"

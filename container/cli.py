@@ -8,6 +8,7 @@ starts no reactor at all.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
@@ -113,6 +114,7 @@ def _serve_worker(settings: Any) -> int:
     from container.worker import Worker
 
     worker = Worker(reactor, settings)
+    _freeze_startup_objects()
 
     def shut_down() -> None:
         Deferred.fromCoroutine(worker.shutdown("signal"))
@@ -126,6 +128,17 @@ def _serve_worker(settings: Any) -> int:
     reactor.callWhenRunning(worker.start)
     reactor.run(installSignalHandlers=False)
     return worker.exit_code if worker.exit_code is not None else 0
+
+
+def _freeze_startup_objects() -> None:
+    """Move everything imported so far out of the garbage collector's reach.
+
+    The worker imports Twisted, autobahn and its serializers: hundreds of thousands of
+    long-lived objects that every full collection would traverse again while components
+    start (the benchmark showed a quarter of a start's CPU in collections).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _dispatch(command: str, rest: list[str]) -> int:

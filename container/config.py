@@ -62,6 +62,7 @@ def schema_registry() -> Registry:
 
 
 @cache
+@cache
 def _validator(definition: str) -> Draft202012Validator:
     schema = {"$ref": f"{COMPONENT_SCHEMA_ID}#/$defs/{definition}"}
     return Draft202012Validator(schema, registry=schema_registry())
@@ -168,7 +169,7 @@ class ComponentSpec:
 
 def parse_component(config: Any) -> ComponentSpec:
     """Validate a component configuration, raising ``InvalidConfiguration`` naming the key."""
-    _raise_first(schema_problems(config, "component"), "component configuration")
+    _raise_first(component_problems(config), "component configuration")
     return ComponentSpec(
         kind=config["type"],
         realm=config["realm"],
@@ -181,6 +182,40 @@ def parse_component(config: Any) -> ComponentSpec:
         auth=config.get("auth"),
         role=config.get("role"),
     )
+
+
+_COMPONENT_VERDICTS: dict[str, list[ConfigProblem]] = {}
+_COMPONENT_VERDICTS_MAX = 512
+
+
+def component_problems(config: Any) -> list[ConfigProblem]:
+    """``schema_problems(config, "component")``, remembered per distinct configuration.
+
+    Fleets start many components from one configuration, and schema validation was a fifth
+    of the CPU a start costs; ``extra`` (any JSON at all, per the schema) is left out of the
+    key, so components that differ only in their ``extra`` share one verdict too.
+    """
+    key = _verdict_key(config)
+    if key is None:
+        return schema_problems(config, "component")
+    verdict = _COMPONENT_VERDICTS.get(key)
+    if verdict is None:
+        verdict = schema_problems(config, "component")
+        if len(_COMPONENT_VERDICTS) >= _COMPONENT_VERDICTS_MAX:
+            _COMPONENT_VERDICTS.clear()
+        _COMPONENT_VERDICTS[key] = verdict
+    return verdict
+
+
+def _verdict_key(config: Any) -> str | None:
+    if not isinstance(config, dict):
+        return None
+    shape = {k: v for k, v in config.items() if k != "extra"}
+    try:
+        return json.dumps(shape, sort_keys=True, allow_nan=False) + ("+extra" if "extra" in
+                                                                     config else "")
+    except (TypeError, ValueError):
+        return None  # not plain JSON (bytes from CBOR, NaN): validate it every time
 
 
 def _parse_transport(transport: dict[str, Any]) -> TransportSpec:

@@ -99,6 +99,7 @@ class Reloader:
 
     baseline: frozenset[str] = field(default_factory=lambda: frozenset(sys.modules))
     _seen: dict[str, float] = field(default_factory=dict)
+    _examined: set[str] = field(default_factory=set)
 
     def user_modules(self) -> dict[str, ModuleType]:
         return {
@@ -108,12 +109,21 @@ class Reloader:
         }
 
     def track(self) -> None:
-        """Remember the source mtime of user modules not seen before (call after imports)."""
-        for name, module in self.user_modules().items():
-            if name not in self._seen:
-                mtime = _mtime(_module_source(module) or "")
-                if mtime is not None:
-                    self._seen[name] = mtime
+        """Remember the source mtime of user modules not seen before (call after imports).
+
+        Called on every start: only module names not examined before are looked at, so a
+        start that imported nothing new costs one set difference, not a walk of sys.modules.
+        """
+        modules = sys.modules
+        for name in modules.keys() - self._examined:
+            module = modules.get(name)
+            if module is None:
+                continue
+            self._examined.add(name)
+            source = None if name in self.baseline else _module_source(module)
+            mtime = _mtime(source) if source else None
+            if mtime is not None:
+                self._seen.setdefault(name, mtime)
 
     def changed(self) -> list[str]:
         """User modules whose source changed since they were loaded, in import order."""

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import txaio
+from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import CloseDetails, ComponentConfig, PublishOptions, SessionDetails
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import Deferred
@@ -72,6 +73,15 @@ class ManagementSession(AuthenticatingSession):
     def onLeave(self, details: CloseDetails) -> None:
         self.worker.management_left(self, details)
         self.disconnect()
+
+    def onUserError(self, fail: Any, msg: str) -> None:
+        """A procedure's ``ApplicationError`` went back to its caller, who acts on it; the
+        component's own log already tells what failed. Anything else is a bug: logged."""
+        if isinstance(getattr(fail, "value", None), ApplicationError):
+            log.debug("management call answered with {uri}: {message}", uri=fail.value.error,
+                      message=fail.value.error_message())
+            return
+        super().onUserError(fail, msg)
 
 
 class Worker:
@@ -145,7 +155,8 @@ class Worker:
         await self.api.attach(session)
         first = not self._joined_once
         self._joined_once = True
-        self.api.publish("on_worker_ready", self._ready_event(details, reconnected=not first))
+        self.api.publish("on_worker_ready", self._ready_event(details, reconnected=not first),
+                         acknowledge=True)
         log.info("worker {id} ready on management realm '{realm}' (prefix {prefix})",
                  id=self.settings.worker_id, realm=details.realm, prefix=self.api.prefix)
         if first:
