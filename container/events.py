@@ -123,7 +123,9 @@ class NodeOutput:
         self._write(self.out, f"{_clock()}  {source:<10} {component:<14} {what:<14} {details}")
 
     def _write(self, stream: TextIO, line: str) -> None:
-        if self._bar is not None and self._bar.live:
+        """While the progress bar shows, lines for the terminal go above it; a redirected
+        stderr (``2>file``) still gets its lines, as it cannot garble the bar."""
+        if self._bar is not None and self._bar.live and _is_terminal(stream):
             self._bar.print(line, stderr=stream is self.err)
             return
         stream.write(line + "\n")
@@ -188,3 +190,10 @@ class _ProgressBar:
         if self.live:
             self.live = False
             self._progress.stop()
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -50,6 +50,7 @@ from container.nodeplan import (
     build_plan,
     pin_ports,
     prepare_run_dir,
+    remove_run_dir,
     run_dir_for,
     with_listening_sockets,
     write_private_json,
@@ -458,9 +459,7 @@ class Node:
             management.socket.unlink(missing_ok=True)
         if management.socket_dir is not None:
             shutil.rmtree(management.socket_dir, ignore_errors=True)
-        shutil.rmtree(self.plan.run_dir, ignore_errors=True)
-        with contextlib.suppress(OSError):  # .container-run/, unless other nodes use it
-            self.plan.run_dir.parent.rmdir()
+        remove_run_dir(self.plan.run_dir)
 
 
 async def _gather(coroutines: Any) -> None:
@@ -513,7 +512,7 @@ def main(argv: list[str]) -> int:
         return EXIT_FAILED
     sockets = _bind(plan, output)
     if sockets is None:
-        shutil.rmtree(plan.run_dir, ignore_errors=True)
+        remove_run_dir(plan.run_dir)
         return EXIT_FAILED
     return _serve(plan, output, settings, sockets)
 
@@ -541,7 +540,7 @@ def _plan(args: argparse.Namespace, output: NodeOutput) -> NodePlan | None:
         return build_plan(config, run_dir, loglevel=args.loglevel,
                           router_loglevel=args.router_loglevel)
     except NodePlanError as error:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        remove_run_dir(run_dir)
         output.error(str(error))
         return None
 

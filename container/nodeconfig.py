@@ -22,6 +22,7 @@ import importlib
 import json
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -749,8 +750,26 @@ def _check_one(file: str) -> int:
             print(problem)
         print(f"{file}: invalid ({_count(len(error.problems), 'problem')})")
         return 1
+    problem = _plan_problem(config)
+    if problem is not None:
+        print(f"{file}: {problem}")
+        print(f"{file}: invalid (1 problem)")
+        return 1
     print(f"{file}: OK ({_summary(config)})")
     return 0
+
+
+def _plan_problem(config: NodeConfig) -> str | None:
+    """What ``container run`` would refuse after validation (the node's plan: a realm named
+    like the management realm, no router to carry it, ...), or None. Nothing is written."""
+    from container.nodeplan import NodePlanError, build_plan
+
+    with tempfile.TemporaryDirectory(prefix="container-check-") as scratch:
+        try:
+            build_plan(config, Path(scratch) / "run", token=lambda: "check")
+        except NodePlanError as error:
+            return str(error)
+    return None
 
 
 def _summary(config: NodeConfig) -> str:

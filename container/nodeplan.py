@@ -39,7 +39,11 @@ from container.nodeconfig import (
 #: Crossbar.io's default of 50 overflows when hundreds of components connect at once.
 DEFAULT_BACKLOG = 1024
 #: The role every principal of the embedded management realm gets: allowed everything.
-CONTROLLER_ROLE = "controller"
+#: The embedded management realm's only role gets a fresh unguessable name per run: a
+#: transport of the same router that hands out a role by name without tying it to a realm
+#: (``"anonymous": {"role": "controller"}``) must not let its clients into the management
+#: realm, and it cannot name a role it does not know.
+CONTROLLER_ROLE_STEM = "node-management-"
 #: Environment variable carrying a worker's management secret (never its command line).
 SECRET_ENV = "CONTAINER_MANAGEMENT_SECRET"
 RUN_DIR_NAME = ".container-run"
@@ -79,6 +83,7 @@ class ManagementPlan:
     workers: Mapping[str, Principal | None]
     socket: Path | None = None
     socket_dir: Path | None = None  # a private temporary folder when the run dir is too deep
+    role: str = ""  # embedded mode: the management realm's only role
 
 
 @dataclass(frozen=True)
@@ -183,6 +188,7 @@ def _embedded_management(
         workers=workers,
         socket=socket,
         socket_dir=socket_dir,
+        role=CONTROLLER_ROLE_STEM + secrets.token_hex(8),
     )
 
 
@@ -219,7 +225,8 @@ def management_url(transport: Mapping[str, Any]) -> str:
             "controller.management.transport: RawSocket over TLS cannot be used for the "
             "management connection; use a websocket transport with a wss:// url"
         )
-    return f"rs://{endpoint['host']}:{endpoint['port']}"
+    host = str(endpoint["host"])
+    return f"rs://[{host}]:{endpoint['port']}" if ":" in host else f"rs://{host}:{endpoint['port']}"
 
 
 def _principal(auth: Mapping[str, Any] | None) -> Principal | None:
@@ -301,7 +308,7 @@ def add_management_realm(router: dict[str, Any], management: ManagementPlan) -> 
             f"'{management.realm}', which the node reserves for its management API; rename "
             "that realm"
         )
-    realms.append(_management_realm(management.realm))
+    realms.append(_management_realm(management.realm, management.role))
     transports = router.setdefault("transports", [])
     taken = {transport.get("id") for transport in transports}
     transport_id = next(name for name in _candidate_ids("management") if name not in taken)
@@ -316,16 +323,16 @@ def _candidate_ids(stem: str) -> Any:
         number += 1
 
 
-def _management_realm(name: str) -> dict[str, Any]:
+def _management_realm(name: str, role: str) -> dict[str, Any]:
     allow = {"call": True, "register": True, "publish": True, "subscribe": True}
     permission = {"uri": "", "match": "prefix", "allow": allow,
                   "disclose": {"caller": True, "publisher": True}, "cache": True}
-    return {"name": name, "roles": [{"name": CONTROLLER_ROLE, "permissions": [permission]}]}
+    return {"name": name, "roles": [{"name": role, "permissions": [permission]}]}
 
 
 def _management_transport(transport_id: str, management: ManagementPlan) -> dict[str, Any]:
     principals = {
-        principal.authid: {"ticket": principal.secret, "role": CONTROLLER_ROLE,
+        principal.authid: {"ticket": principal.secret, "role": management.role,
                            "realm": management.realm}
         for principal in _all_principals(management)
     }
@@ -405,6 +412,13 @@ def process_env(
 
 # ---------------------------------------------------------------------------------------------
 # files
+
+
+def remove_run_dir(run_dir: Path) -> None:
+    """Remove a node's run directory, and ``.container-run/`` too when nothing else is in it."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        run_dir.parent.rmdir()
 
 
 def prepare_run_dir(run_dir: Path) -> None:

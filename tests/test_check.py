@@ -318,3 +318,22 @@ def test_container_check_as_a_real_command() -> None:
         "configs/unknown_key.json: invalid (1 problem)",
         f"{VALID}: OK (1 router, 1 container, 2 components)",
     ]
+
+
+def test_check_refuses_what_run_would_refuse_and_writes_nothing(
+    tmp_path: Path, capsys: Any
+) -> None:
+    config = tmp_path / "node.json"
+    config.write_text(
+        '{"version": 2, "workers": [\n'
+        ' {"type": "router", "realms": [{"name": "crossbar"}]},\n'
+        ' {"type": "container", "components": []}]}\n',
+        encoding="utf-8",
+    )
+    code, lines = check_lines(capsys, str(config))
+    assert code == 1
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{config}: workers: router ")
+    assert "'crossbar'" in lines[0] and "management" in lines[0]
+    assert lines[1] == f"{config}: invalid (1 problem)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["node.json"]

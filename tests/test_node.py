@@ -224,7 +224,13 @@ async def test_configured_components_join_and_talk_over_the_router(nodes):
 @pytest_twisted.ensureDeferred
 async def test_management_realm_is_private_and_ctl_file_is_owner_only(nodes):
     port = free_port()
-    node = nodes(hello_config(port))
+    config = hello_config(port)
+    # the worst case: the application transport hands out a role by name, for any realm
+    router = config["workers"][0]
+    router["realms"][0]["roles"][0]["name"] = "controller"
+    router["transports"][0]["rawsocket"] = {
+        "auth": {"anonymous": {"type": "static", "role": "controller"}}}
+    node = nodes(config)
     await node.wait_event("node ready")
     assert (node.run_dir.stat().st_mode & 0o777) == 0o700
     assert (node.run_dir / "ctl.json").stat().st_mode & 0o777 == 0o600
@@ -293,7 +299,7 @@ def test_port_in_use_is_reported_before_anything_starts(tmp_path):
                               capture_output=True, text=True, timeout=DEADLINE, cwd=str(ROOT))
     assert done.returncode == 1
     assert f"127.0.0.1:{port}" in done.stderr and "in use" in done.stderr
-    assert not (tmp_path / ".container-run" / "busy").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy.json"], "nothing left behind"
 
 
 @pytest_twisted.ensureDeferred
@@ -459,7 +465,10 @@ def test_plan_adds_a_private_management_realm_to_the_first_router(tmp_path):
     plan = _plan(tmp_path, hello_config(8080))
     router = plan.routers[0].config
     realm = next(r for r in router["realms"] if r["name"] == "crossbar")
-    assert [role["name"] for role in realm["roles"]] == ["controller"]
+    [role] = [role["name"] for role in realm["roles"]]
+    assert role.startswith("node-management-") and len(role) > len("node-management-") + 8
+    assert role != _plan(tmp_path, hello_config(8080)).routers[0].config["realms"][1]["roles"][
+        0]["name"], "the management role is named afresh for every run"
     management = next(t for t in router["transports"] if t["id"] == "management")
     assert management["type"] == "rawsocket"
     assert management["endpoint"] == {"type": "unix", "path": str(plan.management.socket),
@@ -468,6 +477,7 @@ def test_plan_adds_a_private_management_realm_to_the_first_router(tmp_path):
     principals = management["auth"]["ticket"]["principals"]
     assert sorted(principals) == ["ctl", "node", "worker-w1"]
     assert len({p["ticket"] for p in principals.values()}) == 3
+    assert {p["role"] for p in principals.values()} == {role}
     assert router["transports"][0]["endpoint"]["backlog"] == 1024
     assert plan.run_dir == tmp_path / ".container-run" / "plan"
 
