@@ -290,6 +290,11 @@ class Bench:
             self.fig(f"api_start.n{n}.floor", f"floor N={n}", "s")
             self.rows.append(Row("API start: N components until all joined", f"N={n}",
                                  f"api_start.n{n}.container", f"api_start.n{n}.floor", "floor"))
+            self.fig(f"api_start.n{n}.calls", f"N={n} get_status calls alone", "s")
+        for n in s.ns:
+            self.rows.append(Row("API start: the management round trips alone (N concurrent "
+                                 "get_status to the idle worker)", f"N={n}",
+                                 f"api_start.n{n}.calls", f"api_start.n{n}.floor", "floor"))
         cpu = "API start: CPU time per component during the start (ms)"
         for n in s.ns:
             for who, label in (("process", "worker / floor process"), ("router", "router"),
@@ -505,6 +510,7 @@ class Bench:
 
     def _api_keys(self, n: int, kind: str) -> list[str]:
         keys = [f"api_start.n{n}.{kind}", f"memory.idle.{kind}",
+                *([f"api_start.n{n}.calls"] if kind == "container" else []),
                 *[f"api_start.n{n}.{kind}.cpu_{who}" for who in ("process", "router", "client")]]
         if n in self.s.memory_ns:
             keys.append(f"memory.n{n}.{kind}.rss")
@@ -534,7 +540,8 @@ class Bench:
     async def floor_run(self, n: int) -> None:
         args = [sys.executable, FLOOR_SCRIPT, "--port", str(self.app_port), "--n", str(n),
                 "--realm", configs.APP_REALM, "--serializer", "cbor"]
-        child = procs.spawn(f"floor N={n}", args, log_path=self.logs / "floor.log")
+        child = procs.spawn(f"floor N={n}", args, cwd=str(self.work),
+                            log_path=self.logs / "floor.log")
         try:
             await child.wait_line(lambda line: '"ready"' in line, 60)
             await procs.sleep(self.s.settle)
@@ -567,6 +574,8 @@ class Bench:
             idle = procs.rss(child.pid)  # type: ignore[arg-type]
             config = configs.component("Quiet", self.app_port)
             assert self.client is not None
+            self.add(f"api_start.n{n}.calls", await self.round_trips(prefix, n))
+            await procs.sleep(self.s.settle)
             recorders = await self.profilers(f"api{n}-container", self._profile_pids(n, child))
             cpu = self.cpu_meter(child)
             started = now()
@@ -591,6 +600,18 @@ class Bench:
                 await self.management_latency(prefix, [f"q{i:04d}" for i in range(n)])
         finally:
             await self.stop_worker(child, prefix)
+
+    async def round_trips(self, prefix: str, n: int) -> float:
+        """Seconds for ``n`` concurrent ``get_status`` calls: the management API's share of
+        an API start (call, invocation, yield, result through the router), without sessions."""
+        assert self.client is not None
+        started = now()
+        calls = [self.client.worker_call(prefix, "get_status") for _ in range(n)]
+        results = await DeferredList(calls, consumeErrors=True).addTimeout(120, reactor)
+        elapsed = now() - started
+        if not all(ok for ok, _ in results):
+            raise RuntimeError("a get_status call failed")
+        return elapsed
 
     async def management_latency(self, prefix: str, ids: list[str]) -> None:
         calls = self.s.latency_calls
