@@ -7,8 +7,9 @@ problem names the key path it is about, e.g. ``transport.endpoint.port``.
 
 from __future__ import annotations
 
+import copy
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -167,9 +168,38 @@ class ComponentSpec:
         return tuple(dict.fromkeys(name.rsplit(".", 1)[0] for name in names))
 
 
+_SPECS: dict[str, ComponentSpec] = {}
+_SPECS_MAX = 512
+
+
 def parse_component(config: Any) -> ComponentSpec:
-    """Validate a component configuration, raising ``InvalidConfiguration`` naming the key."""
-    _raise_first(component_problems(config), "component configuration")
+    """Validate a component configuration, raising ``InvalidConfiguration`` naming the key.
+
+    Components started from one configuration share one parsed spec and one copy of the
+    configuration (``raw``, read-only); each gets its own deep copy of ``extra``, which its
+    session may change.
+    """
+    key = _spec_key(config)
+    spec = _SPECS.get(key) if key is not None else None
+    if spec is None:
+        _raise_first(component_problems(config), "component configuration")
+        if key is None:
+            return _build_spec(config)
+        spec = _build_spec(copy.deepcopy(config))
+        if len(_SPECS) >= _SPECS_MAX:
+            _SPECS.clear()
+        _SPECS[key] = spec
+    return spec if spec.extra is None else replace(spec, extra=copy.deepcopy(spec.extra))
+
+
+def _spec_key(config: Any) -> str | None:
+    try:
+        return json.dumps(config, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+
+
+def _build_spec(config: dict[str, Any]) -> ComponentSpec:
     return ComponentSpec(
         kind=config["type"],
         realm=config["realm"],
