@@ -38,6 +38,7 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 
 from container.config import schema_problems
+from container.deferreds import share
 from container.errors import ContainerError, InvalidConfiguration
 from container.mgmtclient import (
     Credentials,
@@ -638,25 +639,12 @@ async def watch(
         await client.follow(prefix, on_event)
     where = ", ".join(f"{prefix}*" for prefix in prefixes)
     out.note(f"watching {where} (Ctrl-C to stop)")
-    interrupted, lost = _chain(until), _chain(client.closed)
+    interrupted, lost = share(until), share(client.closed)
     which, _ = await defer.race([interrupted, lost])
     if which == 1:
         out.error("lost the connection to the management realm")
         return EXIT_FAILED
     return EXIT_OK
-
-
-def _chain(deferred: Deferred[Any]) -> Deferred[Any]:
-    """A new Deferred firing with ``deferred``'s result; cancelling it leaves ``deferred`` be."""
-    copy: Deferred[Any] = Deferred()
-
-    def relay(value: Any) -> Any:
-        if not copy.called:
-            copy.callback(value)
-        return value
-
-    deferred.addBoth(relay)
-    return copy
 
 
 # ---------------------------------------------------------------------------------------------
@@ -865,7 +853,7 @@ def _interruptible(work: Deferred[int], until: Deferred[Any], out: Output) -> De
         return EXIT_FAILED
 
     async def race() -> int:
-        which, value = await defer.race([work.addErrback(crashed), _chain(until)])
+        which, value = await defer.race([work.addErrback(crashed), share(until)])
         if which == 1:
             out.note("interrupted")
             return 128 + int(value)

@@ -12,11 +12,14 @@ def share(deferred: Deferred[Any]) -> Deferred[Any]:
     """A new Deferred with the outcome of ``deferred``, which stays usable for other waiters.
 
     Awaiting a Deferred consumes its result; a stop or shutdown that several callers wait
-    for hands each of them a copy instead.
+    for hands each of them a copy instead. Cancelling a copy (a lost race, a timeout)
+    leaves ``deferred`` and the other copies be.
     """
     copy: Deferred[Any] = Deferred()
 
     def relay(outcome: Any) -> Any:
+        if copy.called:
+            return None if isinstance(outcome, Failure) else outcome
         if isinstance(outcome, Failure):
             copy.errback(outcome)
             return None
