@@ -57,6 +57,8 @@ _COMPONENT_LOG = txaio.make_logger()
 class TaggedLogger:
     """A txaio logger that starts every line with ``[component ID]``."""
 
+    __slots__ = ("_log", "_tag")
+
     def __init__(self, tag: str) -> None:
         self._log = _COMPONENT_LOG  # one for all: a txaio logger is ~1.5 KiB of partials
         self._tag = tag
@@ -99,6 +101,31 @@ def _utc_text(moment: datetime | None) -> str | None:
 class HostedComponent:
     """Everything the container knows about one component."""
 
+    # one record per hosted component, thousands per worker: no per-instance dict
+    __slots__ = (
+        "_now",
+        "_on_transition",
+        "attempt",
+        "gave_up",
+        "id",
+        "last_error",
+        "log",
+        "next_restart_at",
+        "pending_restart",
+        "realm",
+        "restarts",
+        "run",
+        "running_since",
+        "session_id",
+        "spec",
+        "started_wall",
+        "state",
+        "stop_caller",
+        "stop_reason",
+        "stopping",
+        "window",
+    )
+
     def __init__(
         self,
         component_id: str,
@@ -113,7 +140,6 @@ class HostedComponent:
         self.window = window
         self.log = TaggedLogger(component_id)
         self.run: SessionRun | None = None
-        self.start_call: Deferred[Any] | None = None
         self.pending_restart: Any = None  # IDelayedCall of the next restart attempt
         self.next_restart_at: float | None = None
         self.started_wall: datetime | None = None

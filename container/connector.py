@@ -45,8 +45,9 @@ _SERIALIZERS = {
 class ClientConnection:
     """One component's live transport to its router."""
 
-    def __init__(self, description: str) -> None:
-        self.description = description
+    __slots__ = ("close_reason", "closed", "protocol")
+
+    def __init__(self) -> None:
         self.protocol: Protocol | None = None
         # fires with the exception that ended the connection (ConnectionDone when clean);
         # an exception value, not a Failure, so the callback chain runs
@@ -186,7 +187,7 @@ def connect(
     The Deferred fails with :class:`CannotConnect` naming the address when the transport
     cannot be established; cancelling it stops the attempt.
     """
-    connection = ClientConnection(spec.describe())
+    connection = ClientConnection()
     factory = _build_factory(spec, session_factory)
     factory.connection = connection
     attempt: Deferred[Protocol] = build_endpoint(reactor, spec.endpoint).connect(factory)

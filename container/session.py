@@ -136,9 +136,51 @@ def supervised_class(session_class: type[ApplicationSession]) -> type:
 
 SessionBuilder = Callable[[ComponentConfig], ApplicationSession]
 
+_class_loggers: dict[type, Any] = {}
+
+
+def share_class_logger(session: ApplicationSession) -> None:
+    """Give the session the logger its class's other sessions use.
+
+    autobahn makes a txaio logger for every session (``self.log``, named after the session
+    class): about 1.5 KiB of bound methods each, a tenth of a hosted component. All
+    sessions of one class get an identical logger (same namespace, global level), so they
+    share the first one. A logger the session made under another name or gave its own
+    level is kept.
+    """
+    session_class = type(session)
+    own = getattr(session, "log", None)
+    namespace = getattr(getattr(own, "_logger", None), "namespace", None)
+    if namespace != f"{session_class.__module__}.{session_class.__name__}" or getattr(
+        own, "_log_level_set_explicitly", False
+    ):
+        return
+    shared = _class_loggers.setdefault(session_class, own)
+    if shared is not own:
+        session.log = shared
+
 
 class SessionRun:
     """Build, connect and watch one session of a component, from connect to its end."""
+
+    __slots__ = (
+        "_build",
+        "_close_details",
+        "_component_config",
+        "_connecting",
+        "_opened",
+        "_own_leave",
+        "_ready_reached",
+        "_start_error",
+        "_stop_requested",
+        "connection",
+        "ended",
+        "log",
+        "reactor",
+        "ready",
+        "session",
+        "spec",
+    )
 
     def __init__(
         self,
@@ -177,6 +219,7 @@ class SessionRun:
                 cause="constructor",
             ) from None
         session._container_run = self  # type: ignore[attr-defined]
+        share_class_logger(session)
         self.session = session
         self.connection, self._connecting = connector.connect(
             self.reactor, self.spec.transport, lambda: session
