@@ -8,13 +8,14 @@ payloads are listed in ``docs/management-api.md``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import txaio
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import CallDetails, PublishOptions, RegisterOptions
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.python.failure import Failure
 
 from container.errors import ContainerError, InvalidConfiguration
 from container.supervisor import Supervisor
@@ -30,6 +31,8 @@ PROCEDURES = (
     "get_status",
     "shutdown",
 )
+# the procedures that report who called them; the others skip autobahn's CallDetails
+WANTS_CALLER = frozenset({"stop_component", "restart_component"})
 
 
 def _as_application_error(error: ContainerError) -> ApplicationError:
@@ -76,10 +79,11 @@ class ManagementApi:
     async def attach(self, session: Any) -> None:
         """Register every procedure on a (re)joined management session."""
         self.session = session
-        options = RegisterOptions(details_arg="details")
         registrations = [
-            session.register(self._guarded(getattr(self, name)), f"{self.prefix}.{name}",
-                             options=options)
+            session.register(
+                _guarded(getattr(self, name)), f"{self.prefix}.{name}",
+                options=RegisterOptions(details_arg="details") if name in WANTS_CALLER else None,
+            )
             for name in PROCEDURES
         ]
         await DeferredList(registrations, fireOnOneErrback=True, consumeErrors=True)
@@ -114,66 +118,72 @@ class ManagementApi:
                                          error=_describe(failure.value))
             )
 
-    @staticmethod
-    def _guarded(procedure: Callable[..., Awaitable[Any]]) -> Callable[..., Deferred[Any]]:
-        """Run a procedure, turning a ``ContainerError`` into its ``ApplicationError``."""
-
-        async def guarded(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return await procedure(*args, **kwargs)
-            except ContainerError as error:
-                raise _as_application_error(error) from None
-            except TypeError as error:
-                raise ApplicationError(
-                    "wamp.error.invalid_argument", f"invalid arguments: {error}"
-                ) from None
-
-        def call(*args: Any, **kwargs: Any) -> Deferred[Any]:
-            return Deferred.fromCoroutine(guarded(*args, **kwargs))
-
-        return call
-
     # -- procedures -----------------------------------------------------------------------
 
-    async def start_component(
+    # Each returns its answer or the coroutine that produces it (run by ``_guarded``); none
+    # awaits in a frame of its own, so a pending start holds only the supervisor's frames.
+
+    def start_component(
         self,
         component_id: str,
         config: dict[str, Any],
         reload_modules: bool = False,
         wait_for_router: bool = False,
-        details: CallDetails | None = None,
-    ) -> dict[str, Any]:
-        return await self.supervisor.start(
+    ) -> Coroutine[Any, Any, dict[str, Any]]:
+        return self.supervisor.start(
             _require_id(component_id), config, bool(reload_modules), bool(wait_for_router)
         )
 
-    async def stop_component(
+    def stop_component(
         self, component_id: str, details: CallDetails | None = None
-    ) -> dict[str, Any]:
-        return await self.supervisor.stop(_require_id(component_id), _caller(details))
+    ) -> Coroutine[Any, Any, dict[str, Any]]:
+        return self.supervisor.stop(_require_id(component_id), _caller(details))
 
-    async def restart_component(
+    def restart_component(
         self, component_id: str, reload_modules: bool = False, details: CallDetails | None = None
-    ) -> dict[str, Any]:
-        return await self.supervisor.restart(
+    ) -> Coroutine[Any, Any, dict[str, Any]]:
+        return self.supervisor.restart(
             _require_id(component_id), bool(reload_modules), _caller(details)
         )
 
-    async def get_component(
-        self, component_id: str, details: CallDetails | None = None
-    ) -> dict[str, Any]:
+    def get_component(self, component_id: str) -> dict[str, Any]:
         return self.supervisor.get(_require_id(component_id))
 
-    async def get_components(
-        self, full: bool = False, details: CallDetails | None = None
-    ) -> list[Any]:
+    def get_components(self, full: bool = False) -> list[Any]:
         return self.supervisor.list(full=bool(full))
 
-    async def get_status(self, details: CallDetails | None = None) -> dict[str, Any]:
+    def get_status(self) -> dict[str, Any]:
         return {"id": self.worker_id, "prefix": self.prefix, **self.supervisor.status()}
 
-    async def shutdown(self, details: CallDetails | None = None) -> list[str]:
-        return await self._shutdown("requested")
+    def shutdown(self) -> Awaitable[list[str]]:
+        return self._shutdown("requested")
+
+
+def _guarded(procedure: Callable[..., Any]) -> Callable[..., Deferred[Any]]:
+    """Run a procedure for autobahn: a ``ContainerError`` becomes its ``ApplicationError``,
+    arguments that do not fit the signature become ``wamp.error.invalid_argument``."""
+
+    def call(*args: Any, **kwargs: Any) -> Deferred[Any]:
+        try:
+            answer = procedure(*args, **kwargs)
+        except ContainerError as error:
+            return fail(_as_application_error(error))
+        except TypeError as error:
+            return fail(ApplicationError("wamp.error.invalid_argument",
+                                         f"invalid arguments: {error}"))
+        if isinstance(answer, Coroutine):
+            answer = Deferred.fromCoroutine(answer)
+        elif not isinstance(answer, Deferred):
+            return succeed(answer)
+        return answer.addErrback(_translate)
+
+    return call
+
+
+def _translate(failure: Failure) -> Failure:
+    if failure.check(ContainerError):
+        return Failure(_as_application_error(failure.value))
+    return failure
 
 
 def _describe(error: BaseException) -> str:

@@ -203,6 +203,18 @@ async def test_duplicate_and_unknown_ids(env):
 
 
 @pytest_twisted.ensureDeferred
+async def test_arguments_that_do_not_fit_are_invalid_argument(env):
+    await env.call("start_component", "c1", env.component("hello.Quiet"))
+    missing = await expect_error(env.call("start_component", "c2"), "wamp.error.invalid_argument")
+    assert "config" in message(missing)
+    await expect_error(env.call("get_component", "c1", "extra"), "wamp.error.invalid_argument")
+    await expect_error(env.call("get_status", details=1), "wamp.error.invalid_argument")
+    await expect_error(env.call("start_component", "", env.component("hello.Quiet")),
+                       "crossbar.error.invalid_configuration")
+    assert await env.call("get_components") == ["c1"]
+
+
+@pytest_twisted.ensureDeferred
 async def test_failed_starts_leave_the_worker_healthy(env):
     prefix = env.unique()
     await env.call("start_component", "good", env.component(
