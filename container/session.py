@@ -172,6 +172,7 @@ class SessionRun:
         "_own_leave",
         "_ready_reached",
         "_start_error",
+        "_start_timer",
         "_stop_requested",
         "connection",
         "ended",
@@ -206,6 +207,7 @@ class SessionRun:
         self._close_details: CloseDetails | None = None
         self._start_error: ContainerError | None = None
         self._ready_reached = False
+        self._start_timer: Any = None
 
     # -- starting ---------------------------------------------------------------------------
 
@@ -226,27 +228,41 @@ class SessionRun:
         )
         self.connection.closed.addCallback(self._transport_closed)
         self._connecting.addErrback(self._connect_failed)
-        self.ready.addTimeout(timeout, self.reactor, onTimeoutCancel=self._start_timed_out)
+        # a plain timer rather than Deferred.addTimeout: a pending start holds one object
+        # instead of half a dozen, which counts when a thousand starts are under way
+        self._start_timer = self.reactor.callLater(timeout, self._start_timed_out, timeout)
         return self.ready
+
+    def _settle(self, outcome: SessionDetails | Failure | BaseException) -> None:
+        """Fire ``ready`` once, with the details or the error, and stop the start timer."""
+        timer, self._start_timer = self._start_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        if self.ready.called:
+            return
+        if isinstance(outcome, SessionDetails):
+            self.ready.callback(outcome)
+        else:
+            self.ready.errback(outcome)
 
     def _connect_failed(self, failure: Failure) -> None:
         if failure.check(CancelledError):
             failure = Failure(StartCancelled("the start was cancelled by a stop request"))
-        if not self.ready.called:
-            self.ready.errback(failure)
+        self._settle(failure)
 
-    def _start_timed_out(self, result: Any, timeout: float) -> Any:
-        self._abort()
+    def _start_timed_out(self, timeout: float) -> None:
+        self._start_timer = None
         if self._stop_requested:
-            return Failure(StartCancelled("the start was cancelled by a stop request"))
-        doing = "joining" if self._opened else "connecting to"
-        return Failure(
-            ComponentStartFailed(
+            error: ContainerError = StartCancelled("the start was cancelled by a stop request")
+        else:
+            doing = "joining" if self._opened else "connecting to"
+            error = ComponentStartFailed(
                 f"component did not become ready within {timeout:g} s "
                 f"({doing} {self.spec.transport.describe()})",
                 cause="timeout",
             )
-        )
+        self._settle(error)
+        self._abort()
 
     def transport_opened(self) -> None:
         self._opened = True
@@ -257,7 +273,7 @@ class SessionRun:
             return
         if not self.ready.called:
             self._ready_reached = True
-            self.ready.callback(details)
+            self._settle(details)
 
     def join_failed(self, failure: Failure) -> None:
         error = failure.value
@@ -276,8 +292,7 @@ class SessionRun:
     def _fail_start(self, error: ContainerError) -> None:
         if self._start_error is None:
             self._start_error = error
-        if not self.ready.called:
-            self.ready.errback(error)
+        self._settle(error)
 
     # -- leaving ----------------------------------------------------------------------------
 

@@ -168,6 +168,17 @@ async def test_component_failing_while_starting(env, classname, says):
 
 
 @pytest_twisted.ensureDeferred
+async def test_start_that_never_becomes_ready_times_out(workers):
+    env = await workers({"start_timeout": 0.5})
+    error = await expect_error(env.call("start_component", "slow", env.component(
+        "faulty.SlowJoin")), "crossbar.error.cannot_start")
+    assert "did not become ready within 0.5 s" in message(error)
+    assert await env.call("get_components") == []
+    started = await env.call("start_component", "quiet", env.component("hello.Quiet"))
+    assert started["state"] == "running"
+
+
+@pytest_twisted.ensureDeferred
 async def test_cannot_connect_names_the_address(env):
     import socket
 
