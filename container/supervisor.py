@@ -82,12 +82,13 @@ class Supervisor:
     ) -> dict[str, Any]:
         """Start a component; returns once it is ready (joined, onJoin finished).
 
-        Nothing is awaited between the duplicate check and registering the component, so
-        concurrent starts of one id cannot both pass. A start that fails leaves no entry.
+        ``config`` is the configuration, or its parsed :class:`ComponentSpec`. Nothing is
+        awaited between the duplicate check and registering the component, so concurrent
+        starts of one id cannot both pass. A start that fails leaves no entry.
         """
         if self.shutting_down:
             raise ShuttingDown("the worker is shutting down and starts no components")
-        spec = parse_component(config)
+        spec = config if isinstance(config, ComponentSpec) else parse_component(config)
         self._refuse_duplicate(component_id)
         reloaded = self.reloader.reload_changed() if reload_modules else []
         builder = self._builder(spec)

@@ -71,6 +71,20 @@ async def test_get_component_and_get_components(env):
 
 
 @pytest_twisted.ensureDeferred
+async def test_the_configuration_is_kept_whole(env):
+    """The worker keeps each configuration as sent, JSON-able or not (bytes over CBOR)."""
+    plain = env.component("hello.Quiet", extra={"n": [1, 2], "name": "x"})
+    binary = env.component("hello.Quiet", extra={"blob": b"\x00\xff"})
+    for component_id, config in (("p1", plain), ("p2", plain), ("b1", binary)):
+        started = await env.call("start_component", component_id, config)
+        assert started["config"] == config
+    for component_id, config in (("p1", plain), ("p2", plain), ("b1", binary)):
+        assert (await env.call("get_component", component_id))["config"] == config
+    await env.call("restart_component", "b1")
+    assert (await env.call("get_component", "b1"))["config"] == binary
+
+
+@pytest_twisted.ensureDeferred
 async def test_stop_component_leaves_and_is_forgotten(env):
     prefix = env.unique()
     await env.call("start_component", "c1", env.component(
