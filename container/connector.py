@@ -2,9 +2,9 @@
 
 ``connect`` builds the Twisted endpoint (TCP, TLS over TCP, unix socket) and autobahn's
 WebSocket or RawSocket client factory for one component, and returns a
-:class:`ClientConnection` whose ``closed`` Deferred fires when the transport is gone, for
-whatever reason, even when the WebSocket or RawSocket opening handshake never completed
-(autobahn tells the session nothing in that case). The connect Deferred is cancellable.
+:class:`ClientConnection` that calls ``on_closed`` once the transport is gone, for whatever
+reason, even when the WebSocket or RawSocket opening handshake never completed (autobahn
+tells the session nothing in that case). The connect Deferred is cancellable.
 """
 
 from __future__ import annotations
@@ -45,18 +45,20 @@ _SERIALIZERS = {
 class ClientConnection:
     """One component's live transport to its router."""
 
-    __slots__ = ("close_reason", "closed", "protocol")
+    __slots__ = ("close_reason", "is_closed", "on_closed", "protocol")
 
-    def __init__(self) -> None:
+    def __init__(self, on_closed: Callable[[BaseException], None]) -> None:
         self.protocol: Protocol | None = None
-        # fires with the exception that ended the connection (ConnectionDone when clean);
-        # an exception value, not a Failure, so the callback chain runs
-        self.closed: Deferred[BaseException] = Deferred()
+        # told once, with the exception that ended the connection (ConnectionDone when
+        # clean): a plain callback, as thousands of connections live in one worker
+        self.on_closed = on_closed
+        self.is_closed = False
         self.close_reason = ""
 
     def transport_closed(self, protocol: Protocol, reason: Failure) -> None:
-        if not self.closed.called:
-            self.closed.callback(reason.value)
+        if not self.is_closed:
+            self.is_closed = True
+            self.on_closed(reason.value)
 
     def close(self) -> None:
         """Close the transport gracefully (the peer sees a clean close)."""
@@ -180,14 +182,17 @@ def _read(path: str) -> bytes:
 
 
 def connect(
-    reactor: Any, spec: TransportSpec, session_factory: Callable[[], ISession]
+    reactor: Any,
+    spec: TransportSpec,
+    session_factory: Callable[[], ISession],
+    on_closed: Callable[[BaseException], None],
 ) -> tuple[ClientConnection, Deferred[ClientConnection]]:
     """Start connecting; returns the connection and a Deferred that fires once connected.
 
     The Deferred fails with :class:`CannotConnect` naming the address when the transport
     cannot be established; cancelling it stops the attempt.
     """
-    connection = ClientConnection()
+    connection = ClientConnection(on_closed)
     factory = _build_factory(spec, session_factory)
     factory.connection = connection
     attempt: Deferred[Protocol] = build_endpoint(reactor, spec.endpoint).connect(factory)

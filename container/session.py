@@ -166,8 +166,11 @@ class SessionRun:
     __slots__ = (
         "_build",
         "_close_details",
+        "_closed_waiters",
         "_component_config",
         "_connecting",
+        "_end_told",
+        "_on_end",
         "_opened",
         "_own_leave",
         "_ready_reached",
@@ -175,7 +178,6 @@ class SessionRun:
         "_start_timer",
         "_stop_requested",
         "connection",
-        "ended",
         "log",
         "reactor",
         "ready",
@@ -190,6 +192,7 @@ class SessionRun:
         build: SessionBuilder,
         component_config: ComponentConfig,
         log: Any,
+        on_end: Callable[[SessionRun, SessionEnd], None],
     ) -> None:
         self.reactor = reactor
         self.spec = spec
@@ -197,7 +200,11 @@ class SessionRun:
         self.session: ApplicationSession | None = None
         self.connection: connector.ClientConnection | None = None
         self.ready: Deferred[SessionDetails] = Deferred()
-        self.ended: Deferred[SessionEnd] = Deferred()
+        # told once how a session that was ready ended (plain callbacks rather than
+        # Deferreds: a worker holds one run per component, thousands of them)
+        self._on_end = on_end
+        self._end_told = False
+        self._closed_waiters: list[Deferred[None]] | None = None
         self._build = build
         self._component_config = component_config
         self._connecting: Deferred[Any] | None = None
@@ -224,9 +231,8 @@ class SessionRun:
         share_class_logger(session)
         self.session = session
         self.connection, self._connecting = connector.connect(
-            self.reactor, self.spec.transport, lambda: session
+            self.reactor, self.spec.transport, lambda: session, self._transport_closed
         )
-        self.connection.closed.addCallback(self._transport_closed)
         self._connecting.addErrback(self._connect_failed)
         # a plain timer rather than Deferred.addTimeout: a pending start holds one object
         # instead of half a dozen, which counts when a thousand starts are under way
@@ -324,9 +330,13 @@ class SessionRun:
     def _transport_closed(self, reason: BaseException) -> None:
         if not self._ready_reached:
             self._fail_start(self._closed_before_ready(reason))
-            return
-        if not self.ended.called:
-            self.ended.callback(self._end())
+        elif not self._end_told:
+            self._end_told = True
+            self._on_end(self, self._end())
+        waiters, self._closed_waiters = self._closed_waiters, None
+        for waiter in waiters or ():
+            if not waiter.called:
+                waiter.callback(None)
 
     def _closed_before_ready(self, reason: BaseException) -> ContainerError:
         if not self._opened and not self._stop_requested:
@@ -363,20 +373,26 @@ class SessionRun:
         self._stop_requested = True
         if self._connecting is not None and not self._connecting.called:
             self._connecting.cancel()
-        if self.connection is None or self.connection.closed.called:
+        if self.connection is None or self.connection.is_closed:
             return succeed(None)
         self._close_session("wamp.close.normal", "stopped by the container")
-        waiter: Deferred[None] = Deferred()
-        self.connection.closed.addBoth(lambda _: waiter.called or waiter.callback(None))
+        waiter = self._when_closed()
         waiter.addTimeout(timeout, self.reactor, onTimeoutCancel=self._stop_timed_out)
         return waiter
 
     def _stop_timed_out(self, result: Any, timeout: float) -> Deferred[None]:
         self.log.warn("did not close within {timeout} s: aborting its transport", timeout=timeout)
         self._abort()
+        return self._when_closed()
+
+    def _when_closed(self) -> Deferred[None]:
+        """Fires once the transport is closed (at once if it already is)."""
+        if self.connection is None or self.connection.is_closed:
+            return succeed(None)
         waiter: Deferred[None] = Deferred()
-        assert self.connection is not None
-        self.connection.closed.addBoth(lambda _: waiter.called or waiter.callback(None))
+        if self._closed_waiters is None:
+            self._closed_waiters = []
+        self._closed_waiters.append(waiter)
         return waiter
 
     def _close_session(self, reason: str, message: str) -> None:

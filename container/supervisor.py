@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import txaio
@@ -289,12 +290,12 @@ class Supervisor:
             self._builders[component.id],
             self._component_config(component.spec),
             component.log,
+            partial(self._session_ended, component),
         )
         component.run = run
         details = await run.start(self.options.start_timeout)
         component.last_error = None if component.attempt == 0 else component.last_error
         component.mark_running(details.session, details.realm)
-        run.ended.addCallback(self._session_ended, component, run)
 
     async def _start_waiting_for_router(self, component: HostedComponent) -> None:
         """Retry a first start that cannot reach the router, with backoff, until it joins."""
@@ -311,7 +312,7 @@ class Supervisor:
                 raise StartCancelled("the start was cancelled by a stop request") from None
             self._begin_attempt(component)
 
-    def _session_ended(self, end: Any, component: HostedComponent, run: SessionRun) -> None:
+    def _session_ended(self, component: HostedComponent, run: SessionRun, end: Any) -> None:
         if component.run is not run or end.reason is StopReason.REQUESTED:
             return
         component.session_id = None
