@@ -173,6 +173,7 @@ class SessionRun:
         "_on_end",
         "_opened",
         "_own_leave",
+        "_owner",
         "_ready_reached",
         "_start_error",
         "_start_timer",
@@ -192,7 +193,8 @@ class SessionRun:
         build: SessionBuilder,
         component_config: ComponentConfig,
         log: Any,
-        on_end: Callable[[SessionRun, SessionEnd], None],
+        on_end: Callable[[Any, SessionRun, SessionEnd], None],
+        owner: Any = None,
     ) -> None:
         self.reactor = reactor
         self.spec = spec
@@ -203,6 +205,7 @@ class SessionRun:
         # told once how a session that was ready ended (plain callbacks rather than
         # Deferreds: a worker holds one run per component, thousands of them)
         self._on_end = on_end
+        self._owner = owner  # passed back to on_end: no closure per run
         self._end_told = False
         self._closed_waiters: list[Deferred[None]] | None = None
         self._build = build
@@ -231,9 +234,10 @@ class SessionRun:
         share_class_logger(session)
         self.session = session
         self.connection, self._connecting = connector.connect(
-            self.reactor, self.spec.transport, lambda: session, self._transport_closed
+            self.reactor, self.spec.transport, self._session_for_transport,
+            self._transport_closed,
         )
-        self._connecting.addErrback(self._connect_failed)
+        self._connecting.addCallbacks(self._connected, self._connect_failed)
         # a plain timer rather than Deferred.addTimeout: a pending start holds one object
         # instead of half a dozen, which counts when a thousand starts are under way
         self._start_timer = self.reactor.callLater(timeout, self._start_timed_out, timeout)
@@ -250,6 +254,13 @@ class SessionRun:
             self.ready.callback(outcome)
         else:
             self.ready.errback(outcome)
+
+    def _session_for_transport(self) -> ApplicationSession:
+        assert self.session is not None
+        return self.session
+
+    def _connected(self, connection: connector.ClientConnection) -> None:
+        self._connecting = None  # nothing left to cancel
 
     def _connect_failed(self, failure: Failure) -> None:
         if failure.check(CancelledError):
@@ -332,7 +343,7 @@ class SessionRun:
             self._fail_start(self._closed_before_ready(reason))
         elif not self._end_told:
             self._end_told = True
-            self._on_end(self, self._end())
+            self._on_end(self._owner, self, self._end())
         waiters, self._closed_waiters = self._closed_waiters, None
         for waiter in waiters or ():
             if not waiter.called:

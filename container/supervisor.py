@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import txaio
@@ -290,7 +289,8 @@ class Supervisor:
             self._builders[component.id],
             self._component_config(component.spec),
             component.log,
-            partial(self._session_ended, component),
+            self._session_ended,
+            component,
         )
         component.run = run
         details = await run.start(self.options.start_timeout)

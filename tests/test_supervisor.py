@@ -30,9 +30,10 @@ class FakeRun:
     runs: list[FakeRun]
 
     def __init__(self, reactor: Any, spec: Any, build: Any, config: Any, log: Any,
-                 on_end: Any) -> None:
+                 on_end: Any, owner: Any) -> None:
         self.ready: Deferred[SessionDetails] = Deferred()
         self.on_end = on_end
+        self.owner = owner
         self.stopped = False
         FakeRun.runs.append(self)
 
@@ -43,7 +44,7 @@ class FakeRun:
         self.ready.callback(SessionDetails(realm="realm1", session=session_id))
 
     def end(self, reason: StopReason, message: str = "") -> None:
-        self.on_end(self, SessionEnd(reason, message))
+        self.on_end(self.owner, self, SessionEnd(reason, message))
 
     def stop(self, timeout: float) -> Deferred[None]:
         self.stopped = True
