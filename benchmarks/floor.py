@@ -9,8 +9,8 @@ on stdin, one per line:
 
 * ``go``: open N sessions concurrently (one TCP connection and one RawSocket client factory
   with its own serializer each, as the container does per component), then print
-  ``{"event": "joined", "elapsed": S, "joined": N, "failed": F}``, where ``elapsed`` runs
-  from the first connect to the last ``onJoin``;
+  ``{"event": "joined", "elapsed": S, "first": S1, "joined": N, "failed": F}``, where
+  ``elapsed`` runs from the first connect to the last ``onJoin`` and ``first`` to the first;
 * ``quit``: leave every session, wait (bounded) for the transports to close, exit 0.
 
 Nothing else is imported (no psutil): the runner measures this process's memory from
@@ -68,6 +68,7 @@ class Opener:
         self.failed = 0
         self.closed = 0
         self.started = 0.0
+        self.first_joined = 0.0
         self.reported = False
         self.quitting = False
 
@@ -86,6 +87,8 @@ class Opener:
         reactor.callLater(JOIN_TIMEOUT, self.report)
 
     def joined_one(self) -> None:
+        if not self.joined:
+            self.first_joined = time.monotonic() - self.started
         self.joined += 1
         self.check()
 
@@ -102,6 +105,7 @@ class Opener:
             return
         self.reported = True
         say({"event": "joined", "elapsed": time.monotonic() - self.started,
+             "first": self.first_joined,
              "joined": self.joined, "failed": self.failed})
 
     def closed_one(self) -> None:

@@ -100,6 +100,7 @@ class Reloader:
     baseline: frozenset[str] = field(default_factory=lambda: frozenset(sys.modules))
     _seen: dict[str, float] = field(default_factory=dict)
     _examined: set[str] = field(default_factory=set)
+    _modules_seen: int = 0
 
     def user_modules(self) -> dict[str, ModuleType]:
         return {
@@ -108,13 +109,18 @@ class Reloader:
             if name not in self.baseline and module is not None and _module_source(module)
         }
 
-    def track(self) -> None:
+    def track(self, thorough: bool = False) -> None:
         """Remember the source mtime of user modules not seen before (call after imports).
 
-        Called on every start: only module names not examined before are looked at, so a
-        start that imported nothing new costs one set difference, not a walk of sys.modules.
+        Called on every start: a start that imported nothing (sys.modules is as large as
+        at the last call) costs a length check; otherwise only names not examined before
+        are looked at, not all of sys.modules. ``thorough`` skips the length check (a
+        module removed and another imported in between leave the length unchanged).
         """
         modules = sys.modules
+        if len(modules) == self._modules_seen and not thorough:
+            return
+        self._modules_seen = len(modules)
         for name in modules.keys() - self._examined:
             module = modules.get(name)
             if module is None:
@@ -127,7 +133,7 @@ class Reloader:
 
     def changed(self) -> list[str]:
         """User modules whose source changed since they were loaded, in import order."""
-        self.track()
+        self.track(thorough=True)
         modules = self.user_modules()
         return [
             name
