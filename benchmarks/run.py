@@ -65,6 +65,7 @@ from container.mgmtclient import (  # noqa: E402
 )
 
 FLOOR_SCRIPT = str(ROOT / "benchmarks" / "floor.py")
+MANAGED_FLOOR_SCRIPT = str(ROOT / "benchmarks" / "managed_floor.py")
 CROSSBAR = str(Path(sys.executable).parent / "crossbar")
 SECTIONS = ("api", "restart", "memory", "cold")
 MIB = 2**20
@@ -301,10 +302,19 @@ class Bench:
             self.fig(f"api_start.n{n}.container.returned", f"API start N={n}: last result", "s")
             self.fig(f"api_start.n{n}.container.first", f"API start N={n}: first joined", "s")
             self.fig(f"api_start.n{n}.floor.first", f"floor N={n}: first joined", "s")
+            self.fig(f"api_start.n{n}.managed", f"managed floor N={n}", "s")
+            self.fig(f"api_start.n{n}.managed.returned", f"managed floor N={n}: last result", "s")
             self.rows.append(Row("API start: N components until all joined", f"N={n}",
                                  f"api_start.n{n}.container", f"api_start.n{n}.floor", "floor"))
             self.fig(f"api_start.n{n}.calls", f"N={n} get_status calls alone", "s")
             self.fig(f"api_start.n{n}.container.router_seconds", f"router CPU N={n}", "s")
+        managed = ("API start: a bare process behind the same management call (its "
+                   "start_component only opens a plain session), until all joined")
+        for n in s.ns:
+            self.rows.append(Row(managed, f"N={n}", f"api_start.n{n}.managed",
+                                 f"api_start.n{n}.floor", "floor"))
+            self.rows.append(Row(managed, f"N={n} (ours against it)", f"api_start.n{n}.container",
+                                 f"api_start.n{n}.managed", "managed floor"))
         for n in s.ns:
             self.rows.append(Row("API start: until the first component joined", f"N={n}",
                                  f"api_start.n{n}.container.first", f"api_start.n{n}.floor.first",
@@ -522,13 +532,16 @@ class Bench:
     async def api_start(self) -> None:
         for n in self.s.ns:
             for run in range(self.s.runs):
-                kinds = ["floor", "container"] if run % 2 == 0 else ["container", "floor"]
+                kinds = ["floor", "container", "managed"]
+                kinds = kinds[run % 3:] + kinds[:run % 3]  # no kind always first
                 for kind in kinds:
                     log(f"API start N={n} run {run + 1}/{self.s.runs}: {kind}")
                     keys = self._api_keys(n, kind)
                     try:
                         if kind == "floor":
                             await self.floor_run(n)
+                        elif kind == "managed":
+                            await self.managed_run(n)
                         else:
                             await self.container_run(n)
                     except Exception as error:
@@ -536,6 +549,8 @@ class Bench:
                     await procs.sleep(self.s.settle)
 
     def _api_keys(self, n: int, kind: str) -> list[str]:
+        if kind == "managed":
+            return [f"api_start.n{n}.managed", f"api_start.n{n}.managed.returned"]
         ours = ["calls", "container.returned", "container.router_seconds"]
         keys = [f"api_start.n{n}.{kind}", f"api_start.n{n}.{kind}.first", f"memory.idle.{kind}",
                 *([f"api_start.n{n}.{key}" for key in ours] if kind == "container" else []),
@@ -636,6 +651,37 @@ class Bench:
                 await self.management_latency(prefix, [f"q{i:04d}" for i in range(n)])
         finally:
             await self.stop_worker(child, prefix)
+
+    async def managed_run(self, n: int) -> None:
+        """The managed floor (benchmarks/managed_floor.py) started the way the worker is."""
+        prefix = f"crossbar.worker.{self.worker_id(f'managed{n}x')}"
+        args = [sys.executable, MANAGED_FLOOR_SCRIPT, "--port", str(self.app_port),
+                "--management-port", str(self.management_port),
+                "--management-realm", configs.MANAGEMENT_REALM, "--app-realm", configs.APP_REALM,
+                "--authid", configs.WORKER_AUTHID, "--prefix", prefix]
+        child = procs.spawn(f"managed floor N={n}", args,
+                            env={"BENCH_WORKER_TICKET": self.worker_ticket}, cwd=str(self.work),
+                            log_path=self.logs / "managed-floor.log")
+        try:
+            await child.wait_line(lambda line: '"ready"' in line, 60)
+            await procs.sleep(self.s.settle)
+            assert self.client is not None
+            config = configs.component("Quiet", self.app_port)
+            wall_started = time.time()
+            started = now()
+            calls = [self.client.worker_call(prefix, "start_component", f"q{i:04d}", config)
+                     for i in range(n)]
+            results = await DeferredList(calls, consumeErrors=True).addTimeout(300, reactor)
+            elapsed = now() - started
+            failures = [result for ok, result in results if not ok]
+            if failures:
+                raise RuntimeError(f"{len(failures)} of {n} managed floor starts failed, first: "
+                                   f"{failures[0].getErrorMessage()}")
+            self.add(f"api_start.n{n}.managed",
+                     joined_times([r for _, r in results])[-1] - wall_started)
+            self.add(f"api_start.n{n}.managed.returned", elapsed)
+        finally:
+            await child.stop()
 
     async def round_trips(self, prefix: str, n: int) -> float:
         """Seconds for ``n`` concurrent ``get_status`` calls: the management API's share of
