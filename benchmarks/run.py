@@ -11,7 +11,9 @@ of ``--runs`` runs with min and max. See docs/benchmarks.md for what each figure
    carries: its onJoin finished) and until the last result was back. Floor: N plain
    autobahn sessions opened concurrently from one fresh bare process (benchmarks/floor.py)
    to the same router, same transport (RawSocket/TCP) and serializer (CBOR), until the last
-   onJoin. Also the router's CPU time during our start, the bound no start can beat.
+   onJoin. Also the router's CPU time during our start, the bound no start can beat, and
+   the managed floor (benchmarks/managed_floor.py): a bare process behind the same
+   management call, whose start_component only opens a plain session.
 2. Node cold start: ``container run FILE`` and ``crossbar start`` on the same node file (one
    router, one container of K components), from launch to the first and to the last
    component joined (the components stamp CLOCK_MONOTONIC into a file on join).
