@@ -36,6 +36,7 @@ from rich.table import Table
 from rich.text import Text
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 
 from container.config import schema_problems
 from container.deferreds import share
@@ -617,13 +618,22 @@ def format_event(topic: str, event: Any) -> tuple[str, str | None]:
     return f"worker {worker} {kind} {details}", None
 
 
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0)  # then every 4 s, until the deadline
+
+
 async def watch(
     client: Any, prefixes: Sequence[str], out: Output, until: Deferred[Any],
     now: Callable[[], datetime] = datetime.now,
+    reconnect: Callable[[], Awaitable[Any]] | None = None,
+    reconnect_for: float = 0.0,
+    reactor: Any = None,
 ) -> int:
     """``watch``: one line per lifecycle event under ``prefixes`` until ``until`` fires.
 
-    Returns 0 when ``until`` fires (Ctrl-C / SIGTERM), 1 when the connection is lost first.
+    When the management connection is lost (the router restarted, say) and ``reconnect``
+    is given, it joins again (backing off, for at most ``reconnect_for`` seconds) and goes
+    on watching; events published while it was away are not shown. Returns 0 when ``until``
+    fires (Ctrl-C / SIGTERM), 1 when the connection is lost for good.
     """
 
     def on_event(topic: str, payload: Any) -> None:
@@ -635,16 +645,56 @@ async def watch(
             text, style = format_event(topic, payload)
             out.line(f"{moment:%H:%M:%S} {text}", style)
 
-    for prefix in prefixes:
-        await client.follow(prefix, on_event)
     where = ", ".join(f"{prefix}*" for prefix in prefixes)
-    out.note(f"watching {where} (Ctrl-C to stop)")
-    interrupted, lost = share(until), share(client.closed)
-    which, _ = await defer.race([interrupted, lost])
-    if which == 1:
-        out.error("lost the connection to the management realm")
-        return EXIT_FAILED
-    return EXIT_OK
+    interrupted = share(until)
+    first = client
+    try:
+        while True:
+            for prefix in prefixes:
+                await client.follow(prefix, on_event)
+            out.note(f"watching {where} (Ctrl-C to stop)" if client is first else
+                     f"reconnected: watching {where} again (events while away were missed)")
+            which, _ = await defer.race([share(interrupted), share(client.closed)])
+            if which == 0:
+                return EXIT_OK
+            if reconnect is None or reconnect_for <= 0:
+                out.error("lost the connection to the management realm")
+                return EXIT_FAILED
+            out.note(f"lost the connection to the management realm; reconnecting for up to "
+                     f"{reconnect_for:g} s")
+            client = await _rejoin(reconnect, reconnect_for, interrupted, reactor)
+            if client is None:
+                if interrupted.called:
+                    return EXIT_OK
+                out.error(f"lost the connection to the management realm and could not join "
+                          f"it again within {reconnect_for:g} s")
+                return EXIT_FAILED
+    finally:
+        if client is not None and client is not first:
+            await client.close()  # the first is the caller's to close
+
+
+async def _rejoin(
+    reconnect: Callable[[], Awaitable[Any]], within: float, interrupted: Deferred[Any],
+    reactor: Any,
+) -> Any:
+    """A new management client, or None when ``within`` seconds pass or we are interrupted."""
+    deadline = reactor.seconds() + within
+    attempt = 0
+    while not interrupted.called:
+        delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+        if reactor.seconds() + delay > deadline:
+            return None
+        attempt += 1
+        which, _ = await defer.race([share(interrupted),
+                                     deferLater(reactor, delay, lambda: None)])
+        if which == 0:
+            return None
+        try:
+            return await reconnect()
+        except (ContainerError, defer.TimeoutError):
+            continue
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -715,8 +765,13 @@ def build_parser() -> argparse.ArgumentParser:
     shutdown = commands.add_parser("shutdown", parents=[common],
                                    help="stop every component of a worker; the worker exits")
     shutdown.add_argument("worker", metavar="WORKER")
-    commands.add_parser("watch", parents=[common],
-                        help="print lifecycle events as they happen, until Ctrl-C or SIGTERM")
+    watch_parser = commands.add_parser(
+        "watch", parents=[common],
+        help="print lifecycle events as they happen, until Ctrl-C or SIGTERM")
+    watch_parser.add_argument(
+        "--reconnect-for", type=float, default=60.0, metavar="SECONDS",
+        help="when the management connection is lost, try to join again for this long "
+             "(default 60; 0 exits at once)")
     return parser
 
 
@@ -773,36 +828,40 @@ def _credentials(parser: argparse.ArgumentParser,
     return Credentials(arguments.authid, arguments.authmethod or "ticket", secret or "")
 
 
-Command = Callable[[Any, Target, Output, Deferred[Any]], Awaitable[int]]
+# (client, target, out, until, reactor) -> exit code
+Command = Callable[[Any, Target, Output, Deferred[Any], Any], Awaitable[int]]
 
 
 def prepare_command(arguments: argparse.Namespace) -> Command:
     """What to run once joined; reads local files first so their errors need no connection."""
     name = arguments.command
     if name == "list":
-        return lambda client, target, out, until: _with_workers(
+        return lambda client, target, out, until, reactor: _with_workers(
             client, target, out, list_components)
     if name == "status":
-        return lambda client, target, out, until: _with_workers(client, target, out, show_status)
+        return lambda client, target, out, until, reactor: _with_workers(
+            client, target, out, show_status)
     if name == "watch":
-        return lambda client, target, out, until: watch(
-            client, target.watch_prefixes(), out, until)
+        return lambda client, target, out, until, reactor: watch(
+            client, target.watch_prefixes(), out, until,
+            reconnect=lambda: _join(reactor, target), reconnect_for=arguments.reconnect_for,
+            reactor=reactor)
     worker_id = arguments.worker
     if name == "start":
         config = load_component_file(arguments.file)
         if config.get("id") not in (None, arguments.component_id):
             raise CtlError(f"{arguments.file}: its \"id\" is '{config['id']}' but the command "
                            f"says '{arguments.component_id}'")
-        return lambda client, target, out, until: start_component(
+        return lambda client, target, out, until, reactor: start_component(
             client, target.worker(worker_id), arguments.component_id, config, out,
             arguments.reload)
     if name == "stop":
-        return lambda client, target, out, until: stop_component(
+        return lambda client, target, out, until, reactor: stop_component(
             client, target.worker(worker_id), arguments.component_id, out)
     if name == "restart":
-        return lambda client, target, out, until: restart_component(
+        return lambda client, target, out, until, reactor: restart_component(
             client, target.worker(worker_id), arguments.component_id, out, arguments.reload)
-    return lambda client, target, out, until: shutdown_worker(
+    return lambda client, target, out, until, reactor: shutdown_worker(
         client, target.worker(worker_id), out)
 
 
@@ -826,8 +885,7 @@ async def run(
 ) -> int:
     """Join the management realm, run the command, leave; every error is one line."""
     try:
-        client = await connect_management(reactor, target.address, target.realm,
-                                           target.credentials)
+        client = await _join(reactor, target)
     except (ContainerError, defer.TimeoutError) as error:
         if isinstance(error, defer.TimeoutError):
             error = CtlError(f"cannot join the management realm '{target.realm}' at "
@@ -835,13 +893,17 @@ async def run(
         out.error(describe_error(error))
         return EXIT_FAILED
     try:
-        return await command(client, target, out, until)
+        return await command(client, target, out, until, reactor)
     except (ApplicationError, CtlError, ContainerError, TransportLost,
             defer.TimeoutError) as error:
         out.error(describe_error(error))
         return EXIT_FAILED
     finally:
         await client.close()
+
+
+async def _join(reactor: Any, target: Target) -> Any:
+    return await connect_management(reactor, target.address, target.realm, target.credentials)
 
 
 def _interruptible(work: Deferred[int], until: Deferred[Any], out: Output) -> Deferred[int]:

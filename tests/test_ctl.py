@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from autobahn.wamp.types import PublishOptions
 from twisted.internet import protocol, reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.utils import getProcessOutputAndValue
 
 from container import ctl
+from tests import wampclient
 from tests.conftest import TESTER_TICKET, RouterAddresses, router_config
 from tests.routerproc import start_router_process
 from tests.wampclient import poll
@@ -416,12 +418,12 @@ async def test_watch_json_prints_one_event_per_line(env):
 
 
 @pytest_twisted.ensureDeferred
-async def test_watch_exits_1_when_the_management_connection_is_lost(tmp_path):
+async def test_watch_exits_1_when_the_management_realm_stays_away(tmp_path):
     lonely = start_router_process(router_config(str(tmp_path / "app.sock")), tmp_path)
     try:
         port = RouterAddresses(lonely).management_port
         child, pid = spawn_ctl("--management", f"rs://127.0.0.1:{port}", "--authid", "tester",
-                               "--secret-env", SECRET_VARIABLE, "watch")
+                               "--secret-env", SECRET_VARIABLE, "watch", "--reconnect-for", "1")
         try:
             await child.wait_for("err", "watching crossbar.worker.*")
             lonely.kill()
@@ -432,7 +434,43 @@ async def test_watch_exits_1_when_the_management_connection_is_lost(tmp_path):
     finally:
         lonely.stop()
     assert code == 1
-    assert lines(child.err)[-1] == "error: lost the connection to the management realm"
+    assert lines(child.err)[-2:] == [
+        "lost the connection to the management realm; reconnecting for up to 1 s",
+        "error: lost the connection to the management realm and could not join it again "
+        "within 1 s",
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_watch_follows_events_again_after_the_router_restarts(tmp_path):
+    router = start_router_process(router_config(str(tmp_path / "app.sock")), tmp_path)
+    try:
+        port = RouterAddresses(router).management_port
+        child, pid = spawn_ctl("--management", f"rs://127.0.0.1:{port}", "--authid", "tester",
+                               "--secret-env", SECRET_VARIABLE, "watch")
+        try:
+            await child.wait_for("err", "watching crossbar.worker.*")
+            router.kill()
+            await child.wait_for("err", "lost the connection to the management realm")
+            router.restart()
+            await child.wait_for("err", "reconnected: watching crossbar.worker.* again")
+            publisher = await wampclient.connect(
+                {"kind": "rawsocket", "host": "127.0.0.1", "port": port}, "crossbar",
+                authid="tester", ticket=TESTER_TICKET)
+            try:
+                await publisher.publish(
+                    "crossbar.worker.w9.on_component_start",
+                    {"worker": "w9", "id": "late", "realm": "realm1", "session": 7},
+                    options=PublishOptions(acknowledge=True))
+                await child.wait_for("out", "w9/late started (realm realm1, session 7)")
+            finally:
+                await wampclient.close(publisher)
+        finally:
+            code = await stop_child(child, pid)
+    finally:
+        router.stop()
+    assert code == 0, child.err
+    assert "Traceback" not in child.err
 
 
 @pytest_twisted.ensureDeferred
