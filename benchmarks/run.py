@@ -166,11 +166,16 @@ def log(text: str) -> None:
     sys.stderr.flush()
 
 
-def joined_times(records: list[dict[str, Any]]) -> list[float]:
-    """The wall-clock times ``start_component``'s results say their components joined, in
-    order: each result's ``started`` is when its onJoin finished (UTC, microseconds)."""
-    return sorted(datetime.fromisoformat(r["started"].replace("Z", "+00:00")).timestamp()
-                  for r in records)
+def joined_after(results: list[Any], wall_started: float, what: str) -> list[float]:
+    """Seconds from ``wall_started`` to each component's join, in order: each result's
+    ``started`` is when its onJoin finished (UTC, microseconds). Raises if any call failed."""
+    failures = [result for ok, result in results if not ok]
+    if failures:
+        raise RuntimeError(f"{len(failures)} of {len(results)} {what} failed, first: "
+                           f"{failures[0].getErrorMessage()}")
+    return sorted(
+        datetime.fromisoformat(r["started"].replace("Z", "+00:00")).timestamp() - wall_started
+        for _, r in results)
 
 
 def read_stamps(path: Path) -> list[tuple[str, str, float]]:
@@ -618,32 +623,21 @@ class Bench:
         try:
             await procs.sleep(self.s.settle)
             idle = procs.rss(child.pid)  # type: ignore[arg-type]
-            config = configs.component("Quiet", self.app_port)
-            assert self.client is not None
             self.add(f"api_start.n{n}.calls", await self.round_trips(prefix, n))
             await procs.sleep(self.s.settle)
             recorders = await self.profilers(f"api{n}-container", self._profile_pids(n, child))
             cpu = self.cpu_meter(child)
-            wall_started = time.time()
-            started = now()
-            calls = [self.client.worker_call(prefix, "start_component", f"q{i:04d}", config)
-                     for i in range(n)]
-            results = await DeferredList(calls, consumeErrors=True).addTimeout(300, reactor)
-            elapsed = now() - started
+            results, elapsed, wall_started = await self.start_concurrently(prefix, n)
             self.add_cpu(f"api_start.n{n}.container", cpu, n)
             router_pid, router_before = cpu["router"]
             self.add(f"api_start.n{n}.container.router_seconds",
                      procs.cpu_seconds(router_pid) - router_before)
             await self.stop_profilers(recorders)
-            failures = [result for ok, result in results if not ok]
-            if failures:
-                raise RuntimeError(f"{len(failures)} of {n} starts failed, first: "
-                                   f"{failures[0].getErrorMessage()}")
+            joined = joined_after(results, wall_started, "starts")
             await procs.sleep(self.s.settle)
             full = procs.rss(child.pid)  # type: ignore[arg-type]
-            joined = joined_times([r for _, r in results])
-            self.add(f"api_start.n{n}.container", joined[-1] - wall_started)
-            self.add(f"api_start.n{n}.container.first", joined[0] - wall_started)
+            self.add(f"api_start.n{n}.container", joined[-1])
+            self.add(f"api_start.n{n}.container.first", joined[0])
             self.add(f"api_start.n{n}.container.returned", elapsed)
             self.add("memory.idle.container", idle / MIB)
             if n in self.s.memory_ns:
@@ -667,23 +661,24 @@ class Bench:
         try:
             await child.wait_line(lambda line: '"ready"' in line, 60)
             await procs.sleep(self.s.settle)
-            assert self.client is not None
-            config = configs.component("Quiet", self.app_port)
-            wall_started = time.time()
-            started = now()
-            calls = [self.client.worker_call(prefix, "start_component", f"q{i:04d}", config)
-                     for i in range(n)]
-            results = await DeferredList(calls, consumeErrors=True).addTimeout(300, reactor)
-            elapsed = now() - started
-            failures = [result for ok, result in results if not ok]
-            if failures:
-                raise RuntimeError(f"{len(failures)} of {n} managed floor starts failed, first: "
-                                   f"{failures[0].getErrorMessage()}")
-            self.add(f"api_start.n{n}.managed",
-                     joined_times([r for _, r in results])[-1] - wall_started)
+            results, elapsed, wall_started = await self.start_concurrently(prefix, n)
+            joined = joined_after(results, wall_started, "managed floor starts")
+            self.add(f"api_start.n{n}.managed", joined[-1])
             self.add(f"api_start.n{n}.managed.returned", elapsed)
         finally:
             await child.stop()
+
+    async def start_concurrently(self, prefix: str, n: int) -> tuple[list[Any], float, float]:
+        """``n`` concurrent ``start_component`` calls (class Quiet) to ``prefix``: their
+        (ok, result) pairs, the seconds until the last was back, the wall-clock start."""
+        assert self.client is not None
+        config = configs.component("Quiet", self.app_port)
+        wall_started = time.time()
+        started = now()
+        calls = [self.client.worker_call(prefix, "start_component", f"q{i:04d}", config)
+                 for i in range(n)]
+        results = await DeferredList(calls, consumeErrors=True).addTimeout(300, reactor)
+        return results, now() - started, wall_started
 
     async def round_trips(self, prefix: str, n: int) -> float:
         """Seconds for ``n`` concurrent ``get_status`` calls: the management API's share of

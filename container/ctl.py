@@ -48,6 +48,7 @@ from container.mgmtclient import (
     parse_management_url,
 )
 from container.nodeconfig import SourceMap, format_path
+from container.policy import Backoff
 
 __all__ = [
     "CtlError",
@@ -618,7 +619,8 @@ def format_event(topic: str, event: Any) -> tuple[str, str | None]:
     return f"worker {worker} {kind} {details}", None
 
 
-RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0)  # then every 4 s, until the deadline
+# the worker's own backoff shape: 0.5 s, 1 s, 2 s, then every 4 s until the deadline
+RECONNECT_BACKOFF = Backoff(first=0.5, initial=1.0, max=4.0, jitter=0.0)
 
 
 async def watch(
@@ -681,11 +683,11 @@ async def _rejoin(
     """A new management client, or None when ``within`` seconds pass or we are interrupted."""
     deadline = reactor.seconds() + within
     attempt = 0
-    while not interrupted.called:
-        delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+    while True:
+        attempt += 1
+        delay = RECONNECT_BACKOFF.delay(attempt)
         if reactor.seconds() + delay > deadline:
             return None
-        attempt += 1
         which, _ = await defer.race([share(interrupted),
                                      deferLater(reactor, delay, lambda: None)])
         if which == 0:
@@ -694,7 +696,6 @@ async def _rejoin(
             return await reconnect()
         except (ContainerError, defer.TimeoutError):
             continue
-    return None
 
 
 # ---------------------------------------------------------------------------------------------

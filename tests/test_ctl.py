@@ -421,9 +421,8 @@ async def test_watch_json_prints_one_event_per_line(env):
 async def test_watch_exits_1_when_the_management_realm_stays_away(tmp_path):
     lonely = start_router_process(router_config(str(tmp_path / "app.sock")), tmp_path)
     try:
-        port = RouterAddresses(lonely).management_port
-        child, pid = spawn_ctl("--management", f"rs://127.0.0.1:{port}", "--authid", "tester",
-                               "--secret-env", SECRET_VARIABLE, "watch", "--reconnect-for", "1")
+        child, pid = spawn_ctl(*management(RouterAddresses(lonely)), "watch",
+                               "--reconnect-for", "1")
         try:
             await child.wait_for("err", "watching crossbar.worker.*")
             lonely.kill()
@@ -446,8 +445,7 @@ async def test_watch_follows_events_again_after_the_router_restarts(tmp_path):
     router = start_router_process(router_config(str(tmp_path / "app.sock")), tmp_path)
     try:
         port = RouterAddresses(router).management_port
-        child, pid = spawn_ctl("--management", f"rs://127.0.0.1:{port}", "--authid", "tester",
-                               "--secret-env", SECRET_VARIABLE, "watch")
+        child, pid = spawn_ctl(*management(RouterAddresses(router)), "watch")
         try:
             await child.wait_for("err", "watching crossbar.worker.*")
             router.kill()
