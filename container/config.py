@@ -26,6 +26,7 @@ from container.policy import (
     RestartPolicy,
     ShutdownPolicy,
 )
+from container.validation import format_key_path
 
 COMPONENT_SCHEMA_ID = "https://wamp-container.invalid/schema/component.schema.json"
 
@@ -41,14 +42,6 @@ class ConfigProblem:
 
     def __str__(self) -> str:
         return f"{format_key_path(self.path)}: {self.message}"
-
-
-def format_key_path(path: KeyPath, root: str = "") -> str:
-    """``("transport", "endpoint", "port")`` -> ``transport.endpoint.port``; ints as ``[i]``."""
-    text = root
-    for key in path:
-        text += f"[{key}]" if isinstance(key, int) else (f".{key}" if text else str(key))
-    return text or "(root)"
 
 
 @cache

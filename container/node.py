@@ -36,6 +36,7 @@ import socket
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
@@ -48,7 +49,6 @@ from container.nodeplan import (
     RouterPlan,
     WorkerPlan,
     build_plan,
-    pin_ports,
     prepare_run_dir,
     remove_run_dir,
     run_dir_for,
@@ -168,8 +168,11 @@ class Node:
             self.finish(EXIT_FAILED, f"cannot start the node: {error}")
 
     def _start(self) -> None:
+        from container.router.listeners import pin_ports
+
         for router in self.routers.values():
-            write_private_json(router.plan.config_path, router.plan.config)
+            sockets = self.sockets.get(router.plan.id, {})
+            write_private_json(router.plan.config_path, pin_ports(router.plan.config, sockets))
         for router in self.routers.values():
             router.child.start()
         for worker in self.workers.values():
@@ -199,6 +202,9 @@ class Node:
                 if message.get("event") == "ready":
                     self._router_ready(router, message)
                     return
+                if message.get("event") == "invalid":
+                    self._refused_by_crossbar(message.get("problems", []))
+                    return
         if "error" in line.lower():
             router.last_error = line
         self.output.child_line(router.plan.id, line)
@@ -214,6 +220,15 @@ class Node:
         self._write_ctl()
         if self.link is not None and self.plan.embedded:
             self.link.kick()
+
+    def _refused_by_crossbar(self, problems: list[dict[str, Any]]) -> None:
+        """Crossbar.io's checker refused the configuration: say where, and stop."""
+        file = str(self.plan.config.path)
+        located = _locate(file, [(tuple(p["path"]), p["message"]) for p in problems])
+        for problem in located:
+            self.output.error(str(problem))
+        self.finish(EXIT_FAILED, f"{file}: invalid configuration ({len(located)} problem(s)); "
+                                 "nothing was started")
 
     def _router_spawned(self, child: Supervised, process: Any) -> None:
         self._write_ctl()
@@ -462,6 +477,18 @@ class Node:
         remove_run_dir(self.plan.run_dir)
 
 
+def _locate(file: str, findings: list[tuple[tuple[Any, ...], str]]) -> list[Any]:
+    """Crossbar.io's findings (key paths) as problems at their positions in the file."""
+    from container.nodeconfig import Problem, SourceMap
+
+    try:
+        source = SourceMap.of(Path(file).read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):  # changed since it was checked: say it without positions
+        return [Problem(file, 1, 1, path, message) for path, message in findings]
+    return [Problem(file, *source.position(path, at_key=True), path, message)
+            for path, message in findings]
+
+
 async def _gather(coroutines: Any) -> None:
     await DeferredList([Deferred.fromCoroutine(c) for c in coroutines], consumeErrors=True)
 
@@ -520,7 +547,14 @@ def main(argv: list[str]) -> int:
 def _plan(args: argparse.Namespace, output: NodeOutput) -> NodePlan | None:
     """Validate and plan; on any problem print it and return None before starting anything."""
     try:
-        config = load_node_config(args.config)
+        config = load_node_config(args.config, crossbar=False)
+        if not config.routers and config.management is not None:
+            # no router child of ours will run Crossbar.io's checker: run it here
+            from container.router.check import crossbar_findings
+
+            findings = crossbar_findings(config.raw)
+            if findings:
+                raise NodeConfigError(args.config, _locate(args.config, findings))
     except NodeConfigError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
@@ -549,19 +583,16 @@ def _bind(plan: NodePlan, output: NodeOutput) -> dict[str, dict[str, socket.sock
     """Bind every router's listeners now: a port in use is reported before anything runs,
     ``port: 0`` gets its real port, and the routers' restarts reuse the same sockets."""
     from container.errors import InvalidConfiguration
-    from container.router import bind_listeners
+    from container.router.listeners import bind_listeners
 
     bound: dict[str, dict[str, socket.socket]] = {}
     for router in plan.routers:
         try:
-            sockets = bind_listeners(router.config, base_dir=str(plan.config.config_dir))
+            bound[router.id] = bind_listeners(router.config, str(plan.config.config_dir))
         except InvalidConfiguration as error:
             close_sockets(bound)
-            output.error(f"router '{router.id}': {error}")
+            output.error(f"{router.type} '{router.id}': {error}")
             return None
-        bound[router.id] = sockets
-        pin_ports(router.config, {tid: sock.getsockname()[1] for tid, sock in sockets.items()
-                                  if sock.family != socket.AF_UNIX})
     return bound
 
 

@@ -24,7 +24,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from json.decoder import scanstring
 from pathlib import Path
@@ -36,6 +36,7 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from container.errors import InvalidConfiguration
+from container.validation import format_key_path as format_path
 
 __all__ = [
     "ConfigFileUnreadable",
@@ -101,25 +102,6 @@ class ConfigFileUnreadable(InvalidConfiguration):
     Separate from :class:`NodeConfigError` because nothing inside the file can be blamed:
     ``container check`` exits 2 for it, 1 for an invalid configuration.
     """
-
-
-_PLAIN_KEY = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$-]*$")
-
-
-def format_path(path: JsonPath) -> str:
-    """``("workers", 1, "options", "restart")`` -> ``workers[1].options.restart``.
-
-    The root itself is ``(root)``, so every problem line has a path field.
-    """
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif _PLAIN_KEY.match(part):
-            text += f".{part}" if text else part
-        else:
-            text += f"[{json.dumps(part, ensure_ascii=False)}]"
-    return text or "(root)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -605,9 +587,12 @@ class Management:
 
 @dataclass(frozen=True)
 class RouterWorker:
-    """A router worker for the router launcher: its worker dict with ``id`` set, paths absolute."""
+    """A router or proxy worker, served by Crossbar.io's own worker class: its worker item
+    with every id Crossbar.io's node would generate already set (paths stay relative to the
+    node directory, where Crossbar.io resolves them)."""
 
     id: str
+    type: str
     config: dict[str, Any]
 
 
@@ -618,6 +603,14 @@ class ContainerWorker:
     id: str
     options: dict[str, Any]
     components: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class GuestWorker:
+    """A guest worker: any program the node runs and supervises (its worker item, id set)."""
+
+    id: str
+    config: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -632,6 +625,7 @@ class NodeConfig:
     routers: list[RouterWorker]
     containers: list[ContainerWorker]
     raw: dict[str, Any]
+    guests: list[GuestWorker] = field(default_factory=list)
 
     @property
     def component_count(self) -> int:
@@ -657,17 +651,61 @@ def build_node_config(document: dict[str, Any], path: Path) -> NodeConfig:
     path = path.absolute()
     base = path.parent
     controller = document.get("controller", {})
-    indexed = list(enumerate(document.get("workers", [])))
+    workers = [worker for worker in number_like_crossbar(document).get("workers", [])
+               if not worker.get("options", {}).get("disabled", False)]
     return NodeConfig(
         path=path,
         config_dir=base,
         controller_id=controller.get("id", DEFAULT_CONTROLLER_ID),
         title=controller.get("options", {}).get("title"),
         management=_management(controller.get("management"), base),
-        routers=[_router(i, worker, base) for i, worker in indexed if worker["type"] == "router"],
-        containers=[_container(i, w, base) for i, w in indexed if w["type"] == "container"],
+        routers=[RouterWorker(w["id"], w["type"], w) for w in workers
+                 if w["type"] in ("router", "proxy")],
+        containers=[_container(w, base) for w in workers if w["type"] == "container"],
+        guests=[GuestWorker(w["id"], w) for w in workers if w["type"] == "guest"],
         raw=document,
     )
+
+
+def number_like_crossbar(document: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the document with every id that Crossbar.io's node generates filled in.
+
+    Crossbar.io numbers what has no ``id`` with node-wide counters, in the order its node
+    configures the workers: ``worker001``, ``realm001``, ``role001``, ``component001`` (shared
+    by router and container components), ``transport001``, ``webservice001`` (web paths but
+    ``/``, sorted); ``rlink000`` per realm and a proxy's ``transport000`` per worker count from
+    0 by position. Filling them in here makes them the same in every process of the node.
+    """
+    numbered = copy.deepcopy(document)
+    counters: dict[str, int] = {}
+
+    def next_id(kind: str, item: dict[str, Any]) -> None:
+        if "id" not in item:
+            counters[kind] = counters.get(kind, 0) + 1
+            item["id"] = f"{kind}{counters[kind]:03d}"
+
+    for worker in numbered.get("workers", []):
+        next_id("worker", worker)
+        if worker["type"] == "router":
+            for realm in worker.get("realms", []):
+                next_id("realm", realm)
+                for role in realm.get("roles", []):
+                    next_id("role", role)
+        for component in worker.get("components", []):
+            next_id("component", component)
+        for index, transport in enumerate(worker.get("transports", [])):
+            if worker["type"] == "proxy":
+                transport.setdefault("id", f"transport{index:03d}")
+            else:
+                next_id("transport", transport)
+            paths = transport.get("paths") or transport.get("web", {}).get("paths") or {}
+            for name in sorted(paths):
+                if name != "/" and isinstance(paths[name], dict):
+                    next_id("webservice", paths[name])
+        for realm in worker.get("realms", []):
+            for index, rlink in enumerate(realm.get("rlinks", [])):
+                rlink.setdefault("id", f"rlink{index:03d}")
+    return numbered
 
 
 def _management(config: dict[str, Any] | None, base: Path) -> Management | None:
@@ -678,28 +716,16 @@ def _management(config: dict[str, Any] | None, base: Path) -> Management | None:
     return Management(transport, realm, copy.deepcopy(config.get("auth")))
 
 
-def _router(index: int, worker: dict[str, Any], base: Path) -> RouterWorker:
-    config = copy.deepcopy(worker)
-    config["id"] = _effective_id(worker, index, "worker")
-    options = config.get("options", {})
-    if "pythonpath" in options:
-        options["pythonpath"] = [_absolute(base, entry) for entry in options["pythonpath"]]
-    for transport in config.get("transports", []):
-        _resolve_endpoint(transport["endpoint"], base)
-    return RouterWorker(config["id"], config)
-
-
-def _container(index: int, worker: dict[str, Any], base: Path) -> ContainerWorker:
+def _container(worker: dict[str, Any], base: Path) -> ContainerWorker:
     options = copy.deepcopy(worker.get("options", {}))
     if "pythonpath" in options:
         options["pythonpath"] = [_absolute(base, entry) for entry in options["pythonpath"]]
     components = []
-    for number, component in enumerate(worker.get("components", [])):
+    for component in worker.get("components", []):
         resolved = copy.deepcopy(component)
-        resolved["id"] = _effective_id(component, number, "component")
         _resolve_transport(resolved["transport"], base)
         components.append(resolved)
-    return ContainerWorker(_effective_id(worker, index, "worker"), options, components)
+    return ContainerWorker(worker["id"], options, components)
 
 
 def _absolute(base: Path, entry: str) -> str:

@@ -33,11 +33,10 @@ from container.nodeconfig import (
     ContainerWorker,
     Management,
     NodeConfig,
+    RouterWorker,
 )
+from container.router.listeners import DEFAULT_BACKLOG, UNIX_PATH_MAX
 
-#: Accept-queue depth of every listening endpoint unless the configuration says otherwise:
-#: Crossbar.io's default of 50 overflows when hundreds of components connect at once.
-DEFAULT_BACKLOG = 1024
 #: The role every principal of the embedded management realm gets: allowed everything.
 #: The embedded management realm's only role gets a fresh unguessable name per run: a
 #: transport of the same router that hands out a role by name without tying it to a realm
@@ -49,9 +48,7 @@ SECRET_ENV = "CONTAINER_MANAGEMENT_SECRET"
 RUN_DIR_NAME = ".container-run"
 SOCKET_NAME = "management.sock"
 CTL_FILE = "ctl.json"
-# sun_path holds 108 bytes on Linux including the NUL; keep a margin
-_UNIX_PATH_MAX = 100
-_SERIALIZERS = ["cbor", "msgpack", "json"]
+SERIALIZERS = ("cbor", "msgpack", "json")
 
 
 class NodePlanError(InvalidConfiguration):
@@ -102,10 +99,15 @@ class Launch:
 
 @dataclass(frozen=True)
 class RouterPlan:
+    """A router or proxy worker (or the node's own management router): Crossbar.io's worker
+    class in a ``python -m container.router`` child."""
+
     id: str
+    type: str
     config: dict[str, Any]
     config_path: Path
     launch: Launch
+    management: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,18 +157,16 @@ def build_plan(
     """Everything the node will start, or :class:`NodePlanError` saying why it cannot."""
     worker_ids = [worker.id for worker in config.containers]
     if config.management is None:
-        if not config.routers:
-            raise NodePlanError(
-                "workers: the node needs a router worker to carry the management realm "
-                "(or controller.management pointing at an existing Crossbar.io router)"
-            )
         management = _embedded_management(run_dir, worker_ids, token)
     else:
         management = _external_management(config.management, worker_ids)
     routers = [
-        _router_plan(config, index, run_dir, management, environ, executable, router_loglevel)
-        for index in range(len(config.routers))
+        _router_plan(config, router, run_dir, environ, executable, router_loglevel)
+        for router in config.routers
     ]
+    if management.socket is not None:
+        routers.insert(0, _management_router_plan(config, run_dir, management, executable,
+                                                  router_loglevel))
     workers = [
         _worker_plan(config, worker, run_dir, management, environ, executable, loglevel)
         for worker in config.containers
@@ -196,7 +196,7 @@ def _socket_path(run_dir: Path) -> tuple[Path, Path | None]:
     """The management socket in the run dir, or in a private temporary folder when the run
     dir is too deep for a unix socket path (the kernel limits it to 107 bytes)."""
     socket = run_dir.absolute() / SOCKET_NAME
-    if len(os.fsencode(socket)) <= _UNIX_PATH_MAX:
+    if len(os.fsencode(socket)) <= UNIX_PATH_MAX:
         return socket, None
     folder = Path(tempfile.mkdtemp(prefix="container-"))  # mode 0700
     return folder / SOCKET_NAME, folder
@@ -243,24 +243,48 @@ def _principal(auth: Mapping[str, Any] | None) -> Principal | None:
 # routers
 
 
+#: The node's own router, serving only the management realm on the private socket.
+MANAGEMENT_ROUTER_ID = "node-management"
+
+
 def _router_plan(
     config: NodeConfig,
-    index: int,
+    router: RouterWorker,
     run_dir: Path,
-    management: ManagementPlan,
     environ: Mapping[str, str],
     executable: str,
     loglevel: str,
 ) -> RouterPlan:
-    router = config.routers[index]
-    generated = copy.deepcopy(router.config)
-    _default_backlogs(generated)
-    if index == 0 and management.socket is not None:
-        add_management_realm(generated, management)
     path = run_dir / f"router-{router.id}.json"
-    argv = [executable, "-m", "container.router", str(path), "--loglevel", loglevel]
-    env = process_env(generated.get("options", {}), environ, {})
-    return RouterPlan(router.id, generated, path, Launch(argv, env, str(config.config_dir)))
+    argv = [*_router_argv(config, path, executable, loglevel), "--check-node", str(config.path)]
+    env = process_env(router.config.get("options", {}), environ, {})
+    launch = Launch(argv, env, str(config.config_dir))
+    return RouterPlan(router.id, router.type, router.config, path, launch)
+
+
+def _router_argv(config: NodeConfig, path: Path, executable: str, loglevel: str) -> list[str]:
+    return [executable, "-m", "container.router", str(path), "--cbdir", str(config.config_dir),
+            "--node-id", config.controller_id, "--loglevel", loglevel]
+
+
+def _management_router_plan(
+    config: NodeConfig,
+    run_dir: Path,
+    management: ManagementPlan,
+    executable: str,
+    loglevel: str,
+) -> RouterPlan:
+    """The management realm's own router process, listening only on the private socket.
+
+    No transport of the user's configuration reaches it, so no role a user's transport hands
+    out (Crossbar.io's built-in ``trusted`` included) can get into the management realm. It
+    also checks the node configuration with Crossbar.io's checker before it serves.
+    """
+    path = run_dir / f"router-{MANAGEMENT_ROUTER_ID}.json"
+    worker = management_router_config(management)
+    argv = [*_router_argv(config, path, executable, loglevel), "--check-node", str(config.path)]
+    launch = Launch(argv, {**os.environ}, str(config.config_dir))
+    return RouterPlan(MANAGEMENT_ROUTER_ID, "router", worker, path, launch, management=True)
 
 
 def with_listening_sockets(launch: Launch, sockets: Mapping[str, int]) -> Launch:
@@ -278,49 +302,19 @@ def with_listening_sockets(launch: Launch, sockets: Mapping[str, int]) -> Launch
     return Launch(argv, launch.env, launch.cwd, fds)
 
 
-def pin_ports(router: dict[str, Any], ports: Mapping[str, int]) -> None:
-    """Write the ports the listeners got (for ``port: 0``) into a router config, in place,
-    keyed by transport id (the router's default id is ``transport<index>``)."""
-    for index, transport in enumerate(router.get("transports", [])):
-        endpoint = transport.get("endpoint", {})
-        port = ports.get(transport.get("id", f"transport{index}"))
-        if endpoint.get("type") == "tcp" and port:
-            endpoint["port"] = port
+def management_router_config(management: ManagementPlan) -> dict[str, Any]:
+    """The management router worker: one realm, one role, one private ticket transport.
 
-
-def _default_backlogs(router: dict[str, Any]) -> None:
-    for transport in router.get("transports", []):
-        transport.get("endpoint", {}).setdefault("backlog", DEFAULT_BACKLOG)
-
-
-def add_management_realm(router: dict[str, Any], management: ManagementPlan) -> None:
-    """Add the management realm and its private transport to a router worker config.
-
-    The realm has one role, allowed everything and disclosing callers and publishers; there
-    is no anonymous role, so no application transport can join it. The transport is a
-    RawSocket on a unix socket in a 0700 folder with static ticket auth: one principal per
-    worker, one for the node and one for ``container ctl``.
+    The realm has one role, allowed everything and disclosing callers and publishers, named
+    afresh per run. The transport is a RawSocket on a unix socket in a 0700 folder with
+    static ticket auth: one principal per worker, one for the node and one for ``ctl``.
     """
-    realms = router.setdefault("realms", [])
-    if any(realm.get("name") == management.realm for realm in realms):
-        raise NodePlanError(
-            f"workers: router '{router.get('id')}' already has a realm named "
-            f"'{management.realm}', which the node reserves for its management API; rename "
-            "that realm"
-        )
-    realms.append(_management_realm(management.realm, management.role))
-    transports = router.setdefault("transports", [])
-    taken = {transport.get("id") for transport in transports}
-    transport_id = next(name for name in _candidate_ids("management") if name not in taken)
-    transports.append(_management_transport(transport_id, management))
-
-
-def _candidate_ids(stem: str) -> Any:
-    yield stem
-    number = 2
-    while True:
-        yield f"{stem}-{number}"
-        number += 1
+    return {
+        "type": "router",
+        "id": MANAGEMENT_ROUTER_ID,
+        "realms": [_management_realm(management.realm, management.role)],
+        "transports": [_management_transport("management", management)],
+    }
 
 
 def _management_realm(name: str, role: str) -> dict[str, Any]:
@@ -340,7 +334,7 @@ def _management_transport(transport_id: str, management: ManagementPlan) -> dict
         "type": "rawsocket",
         "id": transport_id,
         "endpoint": {"type": "unix", "path": str(management.socket), "backlog": DEFAULT_BACKLOG},
-        "serializers": list(_SERIALIZERS),
+        "serializers": list(SERIALIZERS),
         "auth": {"ticket": {"type": "static", "principals": principals}},
     }
 

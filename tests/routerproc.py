@@ -34,6 +34,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from container.router.listeners import bind_listeners, pin_ports
+
 #: How long the router may take to print its ready line (importing crossbar takes ~2 s).
 READY_TIMEOUT = 30.0
 #: How long a SIGTERM'd router may take to exit before it is killed.
@@ -84,11 +86,15 @@ class RouterProcess:
     ) -> RouterProcess:
         """Spawn the router on ``self.config`` and wait for its ready line.
 
-        ``sockets`` (from ``container.router.bind_listeners``) are handed to the child as
-        ``--listen-fd ID=FD`` and closed here once it has them."""
+        ``sockets`` (from ``container.router.listeners.bind_listeners``) are handed to the child
+        as ``--listen-fd ID=FD`` and closed here once it has them; by default every plain
+        endpoint of the configuration is bound here, ``port: 0`` getting a free port that
+        stays the router's across restarts."""
         if self.running:
             raise RuntimeError(f"router pid {self.pid} is still running")
-        sockets = sockets or {}
+        if sockets is None:  # Crossbar.io refuses port 0: bind here and pin the real ports
+            sockets = bind_listeners(self.config, str(self.tmp_dir))
+            self.config = pin_ports(self.config, sockets)
         fd_args = [f"--listen-fd={tid}={sock.fileno()}" for tid, sock in sockets.items()]
         self.config_path.write_text(json.dumps(self.config, indent=2))
         self.log_path = self.tmp_dir / f"router-{self._generation}.log"
