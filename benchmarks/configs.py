@@ -52,10 +52,10 @@ def router_config(worker_ticket: str, bench_ticket: str) -> dict[str, Any]:
         ],
         "transports": [
             {"type": "rawsocket", "id": "app", "serializers": ["cbor", "msgpack", "json"],
-             "endpoint": {"type": "tcp", "port": 0, "interface": "127.0.0.1",
+             "endpoint": {"type": "tcp", "port": free_port(), "interface": "127.0.0.1",
                           "backlog": BACKLOG}},
             {"type": "rawsocket", "id": "management", "serializers": ["cbor", "msgpack", "json"],
-             "endpoint": {"type": "tcp", "port": 0, "interface": "127.0.0.1",
+             "endpoint": {"type": "tcp", "port": free_port(), "interface": "127.0.0.1",
                           "backlog": BACKLOG},
              "auth": {"ticket": {"type": "static", "principals": principals}}},
         ],
@@ -81,10 +81,17 @@ def component(
     return config
 
 
+def websocket_transport(port: int) -> dict[str, Any]:
+    """A component's client transport to the node's web transport, path ``ws``."""
+    return {"type": "websocket", "url": f"ws://127.0.0.1:{port}/ws", "serializers": ["cbor"]}
+
+
 def node_config(
     port: int, components: list[dict[str, Any]], options: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """One router worker and one container worker, for ``container run`` and ``crossbar start``."""
+    """One router worker serving a web transport (a static page at ``/``, WAMP at ``ws``) and
+    one container worker, for ``container run`` and ``crossbar start``; the node folder needs
+    a ``web`` folder (:func:`write_web_folder`)."""
     return {
         "version": 2,
         "controller": {},
@@ -95,11 +102,14 @@ def node_config(
                 "realms": [{"name": APP_REALM,
                             "roles": [{"name": "anonymous", "permissions": allow_all()}]}],
                 "transports": [{
-                    "type": "rawsocket",
+                    "type": "web",
                     "id": "app",
-                    "serializers": ["cbor", "msgpack", "json"],
                     "endpoint": {"type": "tcp", "port": port, "interface": "127.0.0.1",
                                  "backlog": BACKLOG},
+                    "paths": {
+                        "/": {"type": "static", "directory": "web"},
+                        "ws": {"type": "websocket", "serializers": ["cbor", "msgpack", "json"]},
+                    },
                 }],
             },
             {
@@ -121,3 +131,9 @@ def stamp_components(
                   component_id=f"c{i:04d}")
         for i in range(count)
     ]
+
+
+def write_web_folder(folder: Path) -> None:
+    """The static page the node configuration's web transport serves."""
+    (folder / "web").mkdir(exist_ok=True)
+    (folder / "web" / "index.html").write_text("<!doctype html><title>bench</title>\n")

@@ -785,7 +785,10 @@ class Bench:
             )
             for i in range(count)
         ]
+        for component in components:
+            component["transport"] = configs.websocket_transport(port)
         config = configs.node_config(port, components, options)
+        configs.write_web_folder(folder)
         (folder / "config.json").write_text(json.dumps(config, indent=1))
         return folder, stamp_file
 

@@ -143,7 +143,7 @@ def _freeze_startup_objects() -> None:
 
 def _dispatch(command: str, rest: list[str]) -> int:
     if command == "router":
-        from container.router import main as router_main
+        from container.router.main import main as router_main
 
         return router_main(rest)
     if command == "check":

@@ -126,9 +126,10 @@ def _run(
         out.flush()
 
     def failed(failure: Any) -> None:
-        status["code"] = _fail(_reason(failure.value), err)
+        status["code"] = _fail(_reason(failure.value, last_failure), err)
         reactor.stop()
 
+    last_failure = _LastFailure()
     Deferred.fromCoroutine(host.start()).addCallbacks(ready, failed)
 
 
@@ -169,12 +170,29 @@ def _exit_now() -> None:
     os._exit(0)
 
 
-def _reason(error: BaseException) -> str:
+class _LastFailure:
+    """Remembers the last failure Crossbar.io logged: some of its errors (``cannot_listen``)
+    carry the log format ``{log_failure}`` as their message instead of the cause."""
+
+    def __init__(self) -> None:
+        from twisted.logger import globalLogPublisher
+
+        self.text = ""
+        globalLogPublisher.addObserver(self)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        failure = event.get("log_failure")
+        if failure is not None:
+            self.text = failure.getErrorMessage()
+
+
+def _reason(error: BaseException, last: _LastFailure) -> str:
     """What Crossbar.io said, without Python's wrapping."""
     from autobahn.wamp.exception import ApplicationError
 
     if isinstance(error, ApplicationError):
-        message = error.args[0] if error.args else ""
+        message = str(error.args[0]) if error.args else ""
+        message = message.replace("{log_failure}", last.text or "see the log")
         return f"{error.error}: {message}" if message else str(error.error)
     return str(error) or type(error).__name__
 
