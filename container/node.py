@@ -41,7 +41,9 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
 
+from container.errors import InvalidConfiguration
 from container.events import NodeOutput, split_topic
+from container.guest import GuestLaunch, GuestOutput, guest_launches, restart_on_change
 from container.nodeconfig import ConfigFileUnreadable, NodeConfigError, load_node_config
 from container.nodeplan import (
     NodePlan,
@@ -65,6 +67,7 @@ WORKER_FINAL_CODES = frozenset({0, 1, 2, 3})
 ROUTER_STOP_TIMEOUT = 10.0
 START_RETRY_DELAY = 0.5
 WORKER_STOP_MARGIN = 5.0
+GUEST_STOP_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,15 @@ class WorkerHandle:
     in_flight: set[str] = field(default_factory=set)
     ready_once: bool = False
     ready_generation: int = -1  # the process generation whose on_worker_ready we saw
+
+
+@dataclass
+class GuestHandle:
+    """A guest worker: any program of the configuration, kept running with backoff."""
+
+    launch: GuestLaunch
+    child: Supervised
+    watcher: Any = None
 
 
 @dataclass
@@ -112,6 +124,7 @@ class Node:
         output: NodeOutput,
         settings: NodeSettings,
         sockets: dict[str, dict[str, socket.socket]],
+        guests: list[GuestLaunch] | None = None,
     ) -> None:
         self.reactor = reactor
         self.plan = plan
@@ -128,6 +141,8 @@ class Node:
         self._first_joined: float | None = None
         self.routers = {r.id: self._router_handle(r) for r in plan.routers}
         self.workers = {w.id: self._worker_handle(w) for w in plan.workers}
+        self.guests = {g.id: self._guest_handle(g) for g in guests or []}
+        self._checked = False
 
     def _router_handle(self, router: RouterPlan) -> RouterHandle:
         handle: RouterHandle
@@ -156,6 +171,20 @@ class Node:
         pending = {component["id"]: component for component in worker.components}
         return WorkerHandle(worker, child, pending)
 
+    def _guest_handle(self, guest: GuestLaunch) -> GuestHandle:
+        child = Supervised(
+            self.reactor, guest.id, lambda: guest.launch, RestartRules(lambda status: True),
+            _Listener(self._guest_spawned, self._guest_exited),
+            GuestOutput(guest, lambda stream, line: self.output.child_line(guest.id, line)),
+            guest.stdio,
+        )
+        handle = GuestHandle(guest, child)
+        handle.watcher = restart_on_change(
+            self.reactor, guest, child, GUEST_STOP_TIMEOUT,
+            lambda path, restarting: self._guest_source_changed(guest.id, path, restarting),
+        )
+        return handle
+
     # -- start ----------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -181,6 +210,8 @@ class Node:
         total = sum(len(worker.pending) for worker in self.workers.values())
         self.output.progress_start(total, len(self.workers))
         self._open_link()
+        if not self.routers:  # Crossbar.io's checker ran in this process already
+            self._configuration_checked()
 
     def _open_link(self) -> None:
         from container.nodelink import ManagementLink  # autobahn: after the children started
@@ -210,6 +241,7 @@ class Node:
         self.output.child_line(router.plan.id, line)
 
     def _router_ready(self, router: RouterHandle, message: dict[str, Any]) -> None:
+        self._configuration_checked()  # a router child serves only what Crossbar.io accepted
         router.transports = message.get("transports", [])
         first = not router.ready_once
         router.ready_once = True
@@ -218,6 +250,7 @@ class Node:
                                f"listening on {where}", router=router.plan.id,
                                pid=message.get("pid"), transports=router.transports)
         self._write_ctl()
+        self._check_up()
         if self.link is not None and self.plan.embedded:
             self.link.kick()
 
@@ -251,6 +284,43 @@ class Node:
         else:
             self.finish(EXIT_FAILED, f"router '{child.name}' {status.describe()} and keeps "
                                      "dying; giving up")
+
+    # -- guests ---------------------------------------------------------------------------------
+
+    def _configuration_checked(self) -> None:
+        """Crossbar.io accepted the configuration: the guests may start now."""
+        if self._checked or self.stopping:
+            return
+        self._checked = True
+        for guest in self.guests.values():
+            guest.child.start()
+            if guest.watcher is not None:
+                guest.watcher.start()
+
+    def _guest_spawned(self, child: Supervised, process: Any) -> None:
+        self._write_ctl()
+        what = "guest restarted" if child.generation > 0 else "guest started"
+        self.output.node_event(what, f"pid {process.pid}", guest=child.name, pid=process.pid)
+
+    def _guest_exited(
+        self, child: Supervised, status: ExitStatus, restart_in: float | None
+    ) -> None:
+        self._write_ctl()
+        if self.stopping or child.restarting:
+            return
+        if restart_in is not None:
+            self.output.node_event(
+                "guest died", f"process {status.describe()}; restarting in {restart_in:.2f} s",
+                guest=child.name, code=status.code, signal=status.signal, restart_in=restart_in,
+            )
+        else:
+            self.output.node_event("guest exited", f"process {status.describe()}; gave up "
+                                   "after too many restarts", guest=child.name)
+
+    def _guest_source_changed(self, guest_id: str, path: str, restarting: bool) -> None:
+        then = "restarting it" if restarting else "not restarted (watch has no restart action)"
+        self.output.node_event("guest changed", f"{path} changed; {then}", guest=guest_id,
+                               path=path)
 
     # -- workers --------------------------------------------------------------------------------
 
@@ -375,7 +445,7 @@ class Node:
             return
         waiting = [w for w in self.workers.values()
                    if w.pending or not (w.ready_once or w.child.final is not None)]
-        if waiting:
+        if waiting or not all(r.ready_once for r in self.routers.values()):
             return
         self.up = True
         if self._deadline is not None and self._deadline.active():
@@ -420,6 +490,7 @@ class Node:
                         for w in self.workers.values()],
             "routers": [{"id": r.plan.id, "pid": r.child.pid, "transports": r.transports}
                         for r in self.routers.values()],
+            "guests": [{"id": g.launch.id, "pid": g.child.pid} for g in self.guests.values()],
         })
 
     # -- stop -----------------------------------------------------------------------------------
@@ -436,7 +507,7 @@ class Node:
         if now - self._first_signal < 1.0:
             return
         self.output.node_event("killing", f"received {name} again: killing every child")
-        for handle in [*self.workers.values(), *self.routers.values()]:
+        for handle in [*self.workers.values(), *self.guests.values(), *self.routers.values()]:
             handle.child.kill()
 
     def finish(self, exit_code: int, why: str) -> None:
@@ -456,8 +527,14 @@ class Node:
 
     async def _stop_all(self, exit_code: int) -> None:
         try:
-            await _gather(w.child.stop(w.plan.stop_timeout + WORKER_STOP_MARGIN)
-                          for w in self.workers.values())
+            for guest in self.guests.values():
+                if guest.watcher is not None:
+                    guest.watcher.stop()
+            await _gather([
+                *(w.child.stop(w.plan.stop_timeout + WORKER_STOP_MARGIN)
+                  for w in self.workers.values()),
+                *(g.child.stop(GUEST_STOP_TIMEOUT) for g in self.guests.values()),
+            ])
             if self.link is not None:
                 await self.link.close()
             await _gather(r.child.stop(ROUTER_STOP_TIMEOUT) for r in self.routers.values())
@@ -537,11 +614,17 @@ def main(argv: list[str]) -> int:
     plan = _plan(args, output)
     if plan is None:
         return EXIT_FAILED
+    try:
+        guests = guest_launches(plan.config)
+    except InvalidConfiguration as error:
+        remove_run_dir(plan.run_dir)
+        output.error(str(error))
+        return EXIT_FAILED
     sockets = _bind(plan, output)
     if sockets is None:
         remove_run_dir(plan.run_dir)
         return EXIT_FAILED
-    return _serve(plan, output, settings, sockets)
+    return _serve(plan, output, settings, sockets, guests)
 
 
 def _plan(args: argparse.Namespace, output: NodeOutput) -> NodePlan | None:
@@ -623,11 +706,12 @@ def _serve(
     output: NodeOutput,
     settings: NodeSettings,
     sockets: dict[str, dict[str, socket.socket]],
+    guests: list[GuestLaunch],
 ) -> int:
     from twisted.internet import reactor
 
     _log_warnings()
-    node = Node(reactor, plan, output, settings, sockets)
+    node = Node(reactor, plan, output, settings, sockets, guests)
 
     def on_signal(signum: int, frame: Any) -> None:
         reactor.callFromThread(node.signalled, signum)

@@ -326,8 +326,7 @@ def _management_realm(name: str, role: str) -> dict[str, Any]:
 
 def _management_transport(transport_id: str, management: ManagementPlan) -> dict[str, Any]:
     principals = {
-        principal.authid: {"ticket": principal.secret, "role": management.role,
-                           "realm": management.realm}
+        principal.authid: {"ticket": principal.secret, "role": management.role}
         for principal in _all_principals(management)
     }
     return {

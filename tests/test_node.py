@@ -461,34 +461,36 @@ def _plan(tmp_path: Path, config: dict[str, Any], environ: dict[str, str] | None
                       environ=environ or {"HOME": "/home/x", "PATH": "/bin"})
 
 
-def test_plan_adds_a_private_management_realm_to_the_first_router(tmp_path):
-    plan = _plan(tmp_path, hello_config(8080))
-    router = plan.routers[0].config
-    realm = next(r for r in router["realms"] if r["name"] == "crossbar")
+def test_plan_serves_the_management_realm_from_a_router_process_of_its_own(tmp_path):
+    config = hello_config(8080)
+    plan = _plan(tmp_path, config)
+    management, user = plan.routers
+    assert management.management and management.id == "node-management"
+    assert user.config["realms"] == config["workers"][0]["realms"], "the user's router is as given"
+    assert [t["id"] for t in user.config["transports"]] == ["app"]
+    [realm] = management.config["realms"]
     [role] = [role["name"] for role in realm["roles"]]
+    assert realm["name"] == "crossbar"
     assert role.startswith("node-management-") and len(role) > len("node-management-") + 8
-    assert role != _plan(tmp_path, hello_config(8080)).routers[0].config["realms"][1]["roles"][
-        0]["name"], "the management role is named afresh for every run"
-    management = next(t for t in router["transports"] if t["id"] == "management")
-    assert management["type"] == "rawsocket"
-    assert management["endpoint"] == {"type": "unix", "path": str(plan.management.socket),
-                                      "backlog": 1024}
-    assert set(management["auth"]) == {"ticket"}
-    principals = management["auth"]["ticket"]["principals"]
+    assert role != _plan(tmp_path, config).routers[0].config["realms"][0]["roles"][0]["name"], (
+        "the management role is named afresh for every run")
+    [transport] = management.config["transports"]
+    assert transport["type"] == "rawsocket"
+    assert transport["endpoint"] == {"type": "unix", "path": str(plan.management.socket),
+                                     "backlog": 1024}
+    assert set(transport["auth"]) == {"ticket"}
+    principals = transport["auth"]["ticket"]["principals"]
     assert sorted(principals) == ["ctl", "node", "worker-w1"]
     assert len({p["ticket"] for p in principals.values()}) == 3
     assert {p["role"] for p in principals.values()} == {role}
-    assert router["transports"][0]["endpoint"]["backlog"] == 1024
     assert plan.run_dir == tmp_path / ".container-run" / "plan"
 
 
-def test_plan_refuses_a_user_realm_named_like_the_management_realm(tmp_path):
-    from container.nodeplan import NodePlanError
-
+def test_plan_leaves_a_user_realm_named_like_the_management_realm_to_the_user(tmp_path):
     config = hello_config(8080)
     config["workers"][0]["realms"].append({"name": "crossbar"})
-    with pytest.raises(NodePlanError, match="already has a realm named 'crossbar'"):
-        _plan(tmp_path, config)
+    plan = _plan(tmp_path, config)
+    assert [r["name"] for r in plan.routers[1].config["realms"]] == ["realm1", "crossbar"]
 
 
 def test_plan_passes_the_worker_secret_in_its_environment_only(tmp_path):
@@ -524,7 +526,7 @@ def test_external_management_uses_the_configured_router_and_credentials(tmp_path
     assert plan.management.url == "ws://10.0.0.1:9000/ws"
     assert plan.management.realm == "mgmt"
     assert plan.management.socket is None
-    assert all(r["name"] != "mgmt" for r in plan.routers[0].config["realms"])
+    assert [r.id for r in plan.routers] == ["router1"], "no management router of our own"
     argv = plan.workers[0].launch.argv
     assert argv[argv.index("--authmethod") + 1] == "wampcra"
     assert plan.workers[0].launch.env["CONTAINER_MANAGEMENT_SECRET"] == "pw"
