@@ -282,7 +282,8 @@ def _management_router_plan(
     """
     path = run_dir / f"router-{MANAGEMENT_ROUTER_ID}.json"
     worker = management_router_config(management)
-    argv = [*_router_argv(config, path, executable, loglevel), "--check-node", str(config.path)]
+    argv = [*_router_argv(config, path, executable, loglevel), "--check-node", str(config.path),
+            "--key-dir", str(run_dir)]
     launch = Launch(argv, {**os.environ}, str(config.config_dir))
     return RouterPlan(MANAGEMENT_ROUTER_ID, "router", worker, path, launch, management=True)
 

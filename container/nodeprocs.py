@@ -12,6 +12,11 @@ Ctrl-C on the node's terminal reaches only the node, which then stops the childr
 order: workers first, so their components can still say GOODBYE to the router) and asks
 the kernel to SIGTERM it if the node dies (so a node killed with -9 leaves no orphans).
 The shim then ``exec``s the real command, so the pid the node sees is the child's own.
+
+:class:`Stdio` says what happens to a child's standard streams once it is spawned. Every
+child of the node so far gets its stdin closed at once and its output read; a guest worker
+may instead be handed a payload on stdin (kept open if it asks) or have its stdout/stderr
+closed, as Crossbar.io's guest options allow.
 """
 
 from __future__ import annotations
@@ -33,6 +38,26 @@ from container.nodeplan import Launch
 from container.policy import Backoff, RestartLimit, RestartWindow
 
 OnLine = Callable[[str, str], None]  # (stream "stdout"/"stderr", line)
+
+
+@dataclass(frozen=True)
+class Stdio:
+    """What the node does with a child's standard streams right after the spawn.
+
+    ``stdin`` is written first, then stdin is closed if ``close_stdin`` (the child reads
+    EOF). A closed stdout/stderr is Crossbar.io's ``"close"``: the child keeps a valid
+    descriptor (a pipe nobody reads, so no file it opens later can land on fd 1 or 2), and
+    its writes fail with EPIPE, as they do under Crossbar.io. The default is what every
+    node child has always had: stdin closed at once, stdout and stderr read line by line.
+    """
+
+    stdin: bytes = b""
+    close_stdin: bool = True
+    close_stdout: bool = False
+    close_stderr: bool = False
+
+
+DEFAULT_STDIO = Stdio()
 
 # setpgid: out of the terminal's foreground group; prctl(PR_SET_PDEATHSIG=1, SIGTERM): die
 # with the node; the parent check closes the race of a node that died before the prctl. An
@@ -87,12 +112,13 @@ def _exit_status(reason: Failure) -> ExitStatus:
 class ChildProcess(ProcessProtocol):
     """One spawned child: its output arrives line by line, its exit fires :attr:`exited`."""
 
-    def __init__(self, name: str, on_line: OnLine) -> None:
+    def __init__(self, name: str, on_line: OnLine, stdio: Stdio = DEFAULT_STDIO) -> None:
         self.name = name
         self.pid: int | None = None
         self.status: ExitStatus | None = None
         self.exited: Deferred[ExitStatus] = Deferred()
         self._on_line = on_line
+        self._stdio = stdio
         self._partial: dict[int, bytes] = {1: b"", 2: b""}
 
     @property
@@ -101,7 +127,14 @@ class ChildProcess(ProcessProtocol):
 
     def connectionMade(self) -> None:
         self.pid = self.transport.pid
-        self.transport.closeStdin()
+        stdio = self._stdio
+        if stdio.stdin:
+            self.transport.write(stdio.stdin)
+        if stdio.close_stdin:
+            self.transport.closeStdin()  # after the write: Twisted flushes it first
+        for fd, close in ((1, stdio.close_stdout), (2, stdio.close_stderr)):
+            if close:
+                self.transport.closeChildFD(fd)
 
     def childDataReceived(self, fd: int, data: bytes) -> None:
         lines = (self._partial.get(fd, b"") + data).split(b"\n")
@@ -194,6 +227,8 @@ class Supervised:
 
     ``requested`` is set before any stop the node asks for, so such an exit never restarts.
     ``generation`` counts spawns (0 = the first), so the owner can tell a respawn apart.
+    :meth:`restart` replaces the child at once (its sources changed): that exit is reported
+    with ``restart_in`` 0.0 while :attr:`restarting` is true, and counts as no crash.
     """
 
     def __init__(
@@ -204,6 +239,7 @@ class Supervised:
         rules: RestartRules,
         listener: SupervisionListener,
         on_line: OnLine,
+        stdio: Stdio = DEFAULT_STDIO,
     ) -> None:
         self.reactor = reactor
         self.name = name
@@ -216,10 +252,18 @@ class Supervised:
         self._rules = rules
         self._listener = listener
         self._on_line = on_line
+        self._stdio = stdio
         self._window = RestartWindow(rules.limit)
         self._attempt = 0
         self._spawned_at = 0.0
         self._pending: Any = None
+        self._restarting = False
+
+    @property
+    def restarting(self) -> bool:
+        """True from a :meth:`restart` until its new child is spawned (so the listener's
+        ``exited`` and ``spawned`` can tell a requested restart from a crash)."""
+        return self._restarting
 
     @property
     def pid(self) -> int | None:
@@ -229,7 +273,8 @@ class Supervised:
     def start(self) -> ChildProcess:
         self.generation += 1
         self._spawned_at = self.reactor.seconds()
-        process = spawn(self.reactor, self._launch(), ChildProcess(self.name, self._on_line))
+        protocol = ChildProcess(self.name, self._on_line, self._stdio)
+        process = spawn(self.reactor, self._launch(), protocol)
         self.process = process
         process.exited.addCallback(self._exited, process)
         self._listener.spawned(self, process)
@@ -237,6 +282,9 @@ class Supervised:
 
     def _exited(self, status: ExitStatus, process: ChildProcess) -> ExitStatus:
         if process is not self.process:
+            return status
+        if self._restarting and not self.requested:
+            self._listener.exited(self, status, 0.0)
             return status
         delay = self._restart_delay(status)
         if delay is None:
@@ -262,6 +310,38 @@ class Supervised:
         self._pending = None
         if not self.requested:
             self.start()
+
+    async def restart(self, timeout: float) -> ExitStatus | None:
+        """Replace the child now: stop it (SIGTERM, SIGKILL after ``timeout``), spawn anew.
+
+        For a change the owner asked for (a watched file changed), so it is no crash: the
+        backoff starts over and the restart limit does not count it. A child that is waiting
+        for a backoff respawn, or that was given up, comes back at once. Does nothing after
+        :meth:`stop`, or while another restart is under way (one change burst, one restart).
+        Returns how the old child ended (None if none was running).
+        """
+        if self.requested or self._restarting:
+            return None
+        self._restarting = True
+        try:
+            status = await self._stop_current(timeout)
+            if not self.requested:
+                self._attempt = 0
+                self.gave_up = False
+                self.final = None
+                self.start()
+            return status
+        finally:
+            self._restarting = False
+
+    async def _stop_current(self, timeout: float) -> ExitStatus | None:
+        if self._pending is not None and self._pending.active():
+            self._pending.cancel()
+        self._pending = None
+        process = self.process
+        if process is None or not process.running:
+            return None
+        return await process.stop(self.reactor, timeout)
 
     async def stop(self, timeout: float) -> ExitStatus | None:
         """Stop for good: no restart, SIGTERM, SIGKILL after ``timeout``."""

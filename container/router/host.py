@@ -24,9 +24,11 @@ spawn workers; we need neither.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import txaio
@@ -102,6 +104,7 @@ class WorkerHost:
         *,
         node_id: str,
         cbdir: str,
+        key_dir: str | None = None,
         loglevel: str = "warn",
     ) -> None:
         from crossbar.personality import Personality
@@ -115,7 +118,8 @@ class WorkerHost:
         self.personality = Personality
         self.node = Personality.Node(Personality, cbdir=cbdir, reactor=reactor)
         self.node._node_id = node_id
-        self.node.load_keys(cbdir)
+        with _exclusively(key_dir or cbdir):  # the node's routers start at once
+            self.node.load_keys(key_dir or cbdir)
         self.node._router_factory = RouterFactory(node_id, None, None)
         self.node._router_session_factory = RouterSessionFactory(self.node._router_factory)
         self.loglevel = loglevel
@@ -216,6 +220,18 @@ def _endpoint_report(endpoint: Mapping[str, Any], address: Any) -> dict[str, Any
         return {"type": "tcp", "host": host, "port": address.port}
     name = address.name
     return {"type": "unix", "path": os.fsdecode(name) if isinstance(name, bytes) else str(name)}
+
+
+@contextlib.contextmanager
+def _exclusively(directory: str) -> Iterator[None]:
+    """Hold an exclusive lock on a directory: the first router of a node generates the node
+    key there (as ``crossbar start`` does), the others wait and read it."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _fire(deferred: Deferred[Any], outcome: Any) -> None:

@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("config", help="JSON file holding one router or proxy worker item")
     parser.add_argument("--cbdir", help="node directory: relative paths, the node key "
                                         "(default: the folder of CONFIG)")
+    parser.add_argument("--key-dir", help="where the node key is read or generated "
+                                          "(default: the node directory)")
     parser.add_argument("--node-id", default="node", help="the node's id (default 'node')")
     parser.add_argument(
         "--loglevel", default=os.environ.get("CONTAINER_ROUTER_LOGLEVEL", "warn"),
@@ -113,7 +115,7 @@ def _run(
 
     try:
         host = WorkerHost(reactor, worker, node_id=args.node_id, cbdir=cbdir,
-                          loglevel=args.loglevel)
+                          key_dir=args.key_dir, loglevel=args.loglevel)
     except Exception as error:  # the node key could not be read or written, ...
         status["code"] = _fail(f"cannot set up the worker: {error}", err)
         reactor.stop()
