@@ -83,7 +83,8 @@ def component(
 
 def websocket_transport(port: int) -> dict[str, Any]:
     """A component's client transport to the node's web transport, path ``ws``."""
-    return {"type": "websocket", "url": f"ws://127.0.0.1:{port}/ws", "serializers": ["cbor"]}
+    return {"type": "websocket", "url": f"ws://127.0.0.1:{port}/ws", "serializers": ["cbor"],
+            "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": port}}
 
 
 def node_config(

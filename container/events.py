@@ -107,7 +107,8 @@ class NodeOutput:
         if self.json_lines:
             self._json({"source": "node", "event": event, "message": text, **data})
         else:
-            self._text(str(data.get("worker") or data.get("router") or "node"), "-", event, text)
+            source = data.get("worker") or data.get("router") or data.get("guest") or "node"
+            self._text(str(source), "-", event, text)
 
     def child_line(self, name: str, line: str) -> None:
         self._write(self.err, f"[{name}] {line}")

@@ -396,6 +396,38 @@ async def test_killed_router_comes_back_on_the_same_port_with_its_components(nod
     assert port_is_free(port)
 
 
+GUEST_SCRIPT = """\
+import os, sys, time
+print("guest up", os.getpid(), sys.argv[1], os.environ["GREETING"], flush=True)
+time.sleep(600)
+"""
+
+
+@pytest_twisted.ensureDeferred
+async def test_guest_worker_runs_and_is_restarted_after_it_is_killed(nodes, tmp_path):
+    (tmp_path / "guest_app").mkdir()
+    (tmp_path / "guest_app" / "loop.py").write_text(GUEST_SCRIPT)
+    config = {"version": 2, "workers": [{
+        "type": "guest", "id": "looper", "executable": sys.executable,
+        "arguments": ["-u", "loop.py", "first-arg"],
+        "options": {"workdir": "guest_app", "env": {"vars": {"GREETING": "hi"}}},
+    }]}
+    node = nodes(config, "guests")
+    [started] = await node.wait_event("guest started", guest="looper")
+    await poll(lambda: f"[looper] guest up {started['pid']} first-arg hi" in node.stderr(),
+               DEADLINE, interval=0.05)
+    os.kill(started["pid"], signal.SIGKILL)
+    [died] = await node.wait_event("guest died", guest="looper")
+    assert died["signal"] == signal.SIGKILL
+    [restarted] = await node.wait_event("guest restarted", guest="looper")
+    assert restarted["pid"] != started["pid"]
+    await poll(lambda: f"[looper] guest up {restarted['pid']} first-arg hi" in node.stderr(),
+               DEADLINE, interval=0.05)
+    node.signal(signal.SIGTERM)
+    assert await node.wait_exit(STOP_DEADLINE) == 0
+    assert not psutil.pid_exists(restarted["pid"])
+
+
 @pytest_twisted.ensureDeferred
 async def test_external_router_mode_uses_the_given_management_realm(nodes, router):
     from tests.conftest import TESTER_TICKET, WORKER_TICKET
