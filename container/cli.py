@@ -102,7 +102,12 @@ def run_worker(arguments: argparse.Namespace) -> int:
     except InvalidConfiguration as error:
         print(f"container worker: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    apply_process_options(settings.options)
+    try:
+        apply_process_options(settings.options)
+    except (InvalidConfiguration, OSError, ImportError) as error:
+        print(f"container worker: error: cannot apply the worker options: {error}",
+              file=sys.stderr)
+        return EXIT_USAGE
     txaio.start_logging(out=sys.stderr, level=arguments.loglevel)
     return _serve_worker(settings)
 

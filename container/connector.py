@@ -1,10 +1,10 @@
 """Transport configuration to a connected autobahn client transport.
 
-``connect`` builds the Twisted endpoint (TCP, TLS over TCP, unix socket) and autobahn's
-WebSocket or RawSocket client factory for one component, and returns a
-:class:`ClientConnection` that calls ``on_closed`` once the transport is gone, for whatever
-reason, even when the WebSocket or RawSocket opening handshake never completed (autobahn
-tells the session nothing in that case). The connect Deferred is cancellable.
+``connect`` builds the Twisted endpoint (TCP, TLS over TCP, unix socket, a Twisted endpoint
+string, Tor) and autobahn's WebSocket or RawSocket client factory for one component, and
+returns a :class:`ClientConnection` that calls ``on_closed`` once the transport is gone, for
+whatever reason, even when the WebSocket or RawSocket opening handshake never completed
+(autobahn tells the session nothing in that case). The connect Deferred is cancellable.
 """
 
 from __future__ import annotations
@@ -14,18 +14,15 @@ from typing import Any
 
 from autobahn.twisted.rawsocket import WampRawSocketClientFactory, WampRawSocketClientProtocol
 from autobahn.twisted.websocket import WampWebSocketClientFactory, WampWebSocketClientProtocol
+from autobahn.wamp import serializer as wamp_serializers
 from autobahn.wamp.interfaces import ISession
-from autobahn.wamp.serializer import (
-    CBORSerializer,
-    JsonSerializer,
-    MsgPackSerializer,
-)
 from twisted.internet import error as net_error
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
     UNIXClientEndpoint,
+    clientFromString,
     wrapClientTLS,
 )
 from twisted.internet.interfaces import IStreamClientEndpoint
@@ -35,10 +32,12 @@ from twisted.python.failure import Failure
 from container.config import EndpointSpec, TransportSpec
 from container.errors import CannotConnect, InvalidConfiguration
 
-_SERIALIZERS = {
-    "cbor": CBORSerializer,
-    "msgpack": MsgPackSerializer,
-    "json": JsonSerializer,
+# UBJSONSerializer exists only when the py-ubjson package is installed
+_SERIALIZERS: dict[str, Any] = {
+    "cbor": wamp_serializers.CBORSerializer,
+    "msgpack": wamp_serializers.MsgPackSerializer,
+    "json": wamp_serializers.JsonSerializer,
+    "ubjson": getattr(wamp_serializers, "UBJSONSerializer", None),
 }
 
 
@@ -105,7 +104,14 @@ class _RawSocketFactory(WampRawSocketClientFactory):
 
 
 def _serializer(name: str) -> Any:
-    return _SERIALIZERS[name]()
+    serializer = _SERIALIZERS.get(name)
+    if serializer is None:
+        raise InvalidConfiguration(
+            f"invalid component configuration: transport: the {name!r} serializer is not "
+            "available in this Python (for ubjson, install the py-ubjson package)",
+            key="transport.serializer",
+        )
+    return serializer()
 
 
 def _build_factory(
@@ -149,11 +155,42 @@ def build_endpoint(reactor: Any, spec: EndpointSpec) -> IStreamClientEndpoint:
     """The Twisted client endpoint for an endpoint configuration."""
     if spec.kind == "unix":
         return UNIXClientEndpoint(reactor, spec.path, timeout=spec.timeout)
+    if spec.kind == "twisted":
+        return _string_endpoint(reactor, spec.client_string)
+    if spec.kind == "tor":
+        return _tor_endpoint(reactor, spec)
     tcp_class = TCP6ClientEndpoint if spec.version == 6 else TCP4ClientEndpoint
     endpoint = tcp_class(reactor, spec.host, spec.port, timeout=spec.timeout)
     if spec.tls is None:
         return endpoint
     return wrapClientTLS(_tls_options(spec), endpoint)
+
+
+def _string_endpoint(reactor: Any, description: str) -> IStreamClientEndpoint:
+    """Crossbar.io's ``twisted`` endpoint: any client endpoint Twisted can parse."""
+    try:
+        return clientFromString(reactor, description)
+    except (ValueError, TypeError, KeyError) as error:
+        raise InvalidConfiguration(
+            f"invalid component configuration: transport.endpoint.client_string: "
+            f"{description!r} is not a Twisted client endpoint description: {error}",
+            key="transport.endpoint.client_string",
+        ) from None
+
+
+def _tor_endpoint(reactor: Any, spec: EndpointSpec) -> IStreamClientEndpoint:
+    """Crossbar.io's ``tor`` endpoint: through the Tor SOCKS port on 127.0.0.1."""
+    try:
+        import txtorcon
+    except ImportError:
+        raise InvalidConfiguration(
+            "invalid component configuration: transport.endpoint: a 'tor' endpoint needs the "
+            "txtorcon package, which is not installed",
+            key="transport.endpoint.type",
+        ) from None
+    socks = TCP4ClientEndpoint(reactor, "127.0.0.1", spec.socks_port)
+    return txtorcon.TorClientEndpoint(spec.host, spec.port, socks_endpoint=socks,
+                                      reactor=reactor, use_tls=False)
 
 
 def _tls_options(spec: EndpointSpec) -> Any:

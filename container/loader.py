@@ -27,9 +27,13 @@ def _split(dotted: str) -> tuple[str, str]:
 
 
 def import_module(module_name: str) -> ModuleType:
-    """Import a module, turning every failure into a ``ClassImportFailed`` that says why."""
+    """Import a module, turning every failure into a ``ClassImportFailed`` that says why.
+
+    Any name ``importlib`` can import is fine, as in Crossbar.io: a file
+    ``publisher-subscriber.py`` on the path is module ``publisher-subscriber``.
+    """
     try:
-        return importlib.import_module(module_name)
+        return _import_fresh(module_name)
     except ModuleNotFoundError as error:
         problem = f"module '{error.name}' not found"
     except SyntaxError as error:
@@ -43,9 +47,28 @@ def import_module(module_name: str) -> ModuleType:
     )
 
 
+def _import_fresh(module_name: str) -> ModuleType:
+    """Import; if the module is not found, forget the cached directory listings and try once
+    more, so a file written a moment ago (within the file system's timestamp granularity of
+    the last lookup in its folder) is found."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        missing = error.name or ""
+        if module_name != missing and not module_name.startswith(f"{missing}."):
+            raise  # the module exists; something it imports does not
+    importlib.invalidate_caches()
+    return importlib.import_module(module_name)
+
+
 def load_attribute(dotted: str) -> Any:
     """The object named by ``package.module.name``."""
     module_name, attribute = _split(dotted)
+    if not module_name:
+        raise ClassImportFailed(
+            f"'{dotted}' names no module: write module.Name (a module, a dot, a name in it)",
+            pythonpath=list(sys.path),
+        )
     module = import_module(module_name)
     try:
         return getattr(module, attribute)

@@ -44,7 +44,12 @@ from twisted.internet.defer import Deferred, DeferredList
 from container.errors import InvalidConfiguration
 from container.events import NodeOutput, split_topic
 from container.guest import GuestLaunch, GuestOutput, guest_launches, restart_on_change
-from container.nodeconfig import ConfigFileUnreadable, NodeConfigError, load_node_config
+from container.nodeconfig import (
+    ConfigFileUnreadable,
+    NodeConfigError,
+    config_warnings,
+    load_node_config,
+)
 from container.nodeplan import (
     NodePlan,
     NodePlanError,
@@ -647,6 +652,8 @@ def _plan(args: argparse.Namespace, output: NodeOutput) -> NodePlan | None:
     except ConfigFileUnreadable as error:
         output.error(str(error))
         return None
+    for warning in config_warnings(config):
+        print(f"container run: warning: {warning}", file=sys.stderr)
     run_dir = run_dir_for(config)
     try:
         prepare_run_dir(run_dir)

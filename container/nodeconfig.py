@@ -37,6 +37,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
+from container.config import container_worker_warnings, worker_disabled
 from container.errors import InvalidConfiguration
 from container.router.check import crossbar_findings
 from container.validation import format_key_path as format_path
@@ -709,7 +710,7 @@ def build_node_config(document: dict[str, Any], path: Path) -> NodeConfig:
     base = path.parent
     controller = document.get("controller", {})
     workers = [worker for worker in number_like_crossbar(document).get("workers", [])
-               if not worker.get("options", {}).get("disabled", False)]
+               if not worker_disabled(worker.get("options", {}))]
     return NodeConfig(
         path=path,
         config_dir=base,
@@ -838,8 +839,22 @@ def _check_one(file: str) -> int:
         print(f"{file}: {problem}")
         print(f"{file}: invalid (1 problem)")
         return 1
+    for warning in config_warnings(config):
+        print(f"{file}: warning: {warning}")
     print(f"{file}: OK ({_summary(config)})")
     return 0
+
+
+def config_warnings(config: NodeConfig) -> list[str]:
+    """Keys Crossbar.io accepts on container workers that have no effect here, and why, as
+    ``workers[1].manhole: ...`` lines."""
+    workers = config.raw.get("workers", [])
+    return [
+        f"{format_path(('workers', index, *warning.path))}: {warning.message}"
+        for index, worker in enumerate(workers)
+        if isinstance(worker, dict) and worker.get("type") == "container"
+        for warning in container_worker_warnings(worker)
+    ]
 
 
 def _plan_problem(config: NodeConfig) -> str | None:
