@@ -56,7 +56,9 @@ from container.nodeplan import (
     RouterPlan,
     WorkerPlan,
     build_plan,
+    lock_node,
     prepare_run_dir,
+    prepare_socket_dir,
     remove_run_dir,
     run_dir_for,
     with_listening_sockets,
@@ -65,14 +67,20 @@ from container.nodeplan import (
 from container.nodeprocs import ExitStatus, RestartRules, Supervised
 
 EXIT_OK = 0
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 EXIT_FAILED = 1
-#: Worker exit codes that a restart cannot fix: clean or policy shutdown (0, 1), bad
-#: arguments (2), refused by the management realm (3). Anything else is a crash.
-WORKER_FINAL_CODES = frozenset({0, 1, 2, 3})
+#: Worker exit codes that a restart cannot fix: bad arguments or options (2), refused by the
+#: management realm (3). A clean or policy shutdown is final only when the worker announced
+#: it (its ``on_shutdown`` event) and then exited with the code it announced; any other exit,
+#: 0 and 1 included, is a crash and the worker is started again.
+WORKER_CANNOT_START_CODES = frozenset({2, 3})
 ROUTER_STOP_TIMEOUT = 10.0
 START_RETRY_DELAY = 0.5
 WORKER_STOP_MARGIN = 5.0
 GUEST_STOP_TIMEOUT = 10.0
+LINK_CLOSE_TIMEOUT = 3.0
+#: Beyond the sum of the stop timeouts, before the node kills what is left and exits.
+STOP_SLACK = 5.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,7 @@ class WorkerHandle:
     child: Supervised
     pending: dict[str, dict[str, Any]]  # configured components not yet known to be running
     in_flight: set[str] = field(default_factory=set)
+    announced_exit: int | None = None  # the exit code its on_shutdown event announced
     ready_once: bool = False
     ready_generation: int = -1  # the process generation whose on_worker_ready we saw
 
@@ -148,6 +157,8 @@ class Node:
         self.workers = {w.id: self._worker_handle(w) for w in plan.workers}
         self.guests = {g.id: self._guest_handle(g) for g in guests or []}
         self._checked = False
+        self._ctl_failed = False
+        self._overdue: Any = None
 
     def _router_handle(self, router: RouterPlan) -> RouterHandle:
         handle: RouterHandle
@@ -165,8 +176,14 @@ class Node:
         return handle
 
     def _worker_handle(self, worker: WorkerPlan) -> WorkerHandle:
+        handle: WorkerHandle
+
         def restartable(status: ExitStatus) -> bool:
-            return status.signal is not None or status.code not in WORKER_FINAL_CODES
+            if status.signal is not None:
+                return True
+            if status.code in WORKER_CANNOT_START_CODES:
+                return False
+            return status.code != handle.announced_exit
 
         child = Supervised(
             self.reactor, worker.id, lambda: worker.launch, RestartRules(restartable),
@@ -174,7 +191,8 @@ class Node:
             lambda stream, line: self.output.child_line(worker.id, line),
         )
         pending = {component["id"]: component for component in worker.components}
-        return WorkerHandle(worker, child, pending)
+        handle = WorkerHandle(worker, child, pending)
+        return handle
 
     def _guest_handle(self, guest: GuestLaunch) -> GuestHandle:
         child = Supervised(
@@ -196,6 +214,8 @@ class Node:
         """Spawn every child at once and join the management realm (the listeners are bound
         already, so the workers' and our connections wait in the accept queue until the
         router serves them)."""
+        if self.stopping:  # a signal came first
+            return
         try:
             self._start()
         except Exception as error:
@@ -207,6 +227,8 @@ class Node:
         for router in self.routers.values():
             sockets = self.sockets.get(router.plan.id, {})
             write_private_json(router.plan.config_path, pin_ports(router.plan.config, sockets))
+            if router.plan.management_path is not None:
+                write_private_json(router.plan.management_path, router.plan.management_config)
         for router in self.routers.values():
             router.child.start()
         for worker in self.workers.values():
@@ -330,6 +352,7 @@ class Node:
     # -- workers --------------------------------------------------------------------------------
 
     def _worker_spawned(self, child: Supervised, process: Any) -> None:
+        self.workers[child.name].announced_exit = None
         self._write_ctl()
         if child.generation > 0:
             self.output.node_event("worker restarted", f"new process pid {process.pid}; it "
@@ -359,11 +382,10 @@ class Node:
             text = f"process {status.describe()}; not restarted"
         self.output.node_event("worker exited", text, worker=name, code=status.code,
                                signal=status.signal)
-        if not self.up and status.code in (2, 3):
+        if not self.up and status.code in WORKER_CANNOT_START_CODES:
             self.finish(EXIT_FAILED, f"worker '{name}' could not start ({status.describe()}; "
                                      "its error is above)")
             return
-        worker.pending.clear()
         if all(w.child.final is not None for w in self.workers.values()):
             clean = all(w.child.final and w.child.final.clean for w in self.workers.values())
             self.finish(EXIT_OK if clean else EXIT_FAILED, "no container worker is left")
@@ -399,6 +421,9 @@ class Node:
         worker = self.workers.get(worker_id)
         if event == "on_worker_ready" and worker is not None:
             self._worker_ready(worker)
+        if event == "on_shutdown" and worker is not None:
+            code = payload.get("exit_code")
+            worker.announced_exit = code if isinstance(code, int) else None
 
     def _worker_ready(self, worker: WorkerHandle) -> None:
         worker.ready_once = True
@@ -446,11 +471,19 @@ class Node:
             self._check_up()
 
     def _check_up(self) -> None:
+        """``node ready`` once every router listens and every configured component runs; a
+        worker that is gone for good with components never started makes the node
+        incomplete instead, saying which are missing."""
         if self.up or self.stopping:
             return
-        waiting = [w for w in self.workers.values()
-                   if w.pending or not (w.ready_once or w.child.final is not None)]
+        running = [w for w in self.workers.values() if w.child.final is None]
+        waiting = [w for w in running if w.pending or not w.ready_once]
         if waiting or not all(r.ready_once for r in self.routers.values()):
+            return
+        missing = [f"{w.plan.id}/{c}" for w in self.workers.values() if w.child.final is not None
+                   for c in w.pending]
+        if missing:
+            self._incomplete(missing)
             return
         self.up = True
         if self._deadline is not None and self._deadline.active():
@@ -463,6 +496,15 @@ class Node:
                 f"after launch" + (f" (first joined after {first:.2f} s)" if first else ""))
         self.output.node_event("node ready", text, elapsed=round(elapsed, 3),
                                first_joined=round(first, 3) if first else None)
+
+    def _incomplete(self, missing: list[str]) -> None:
+        self.up = True
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self.output.progress_done()
+        self.output.node_event(
+            "node incomplete", f"up, but {len(missing)} configured component(s) are not "
+            f"running, their worker is gone: {', '.join(missing)}", missing=missing)
 
     def _timed_out(self) -> None:
         waiting = []
@@ -478,11 +520,24 @@ class Node:
     # -- ctl file ------------------------------------------------------------------------------
 
     def _write_ctl(self) -> None:
+        """Rewrite ``ctl.json``. A failure (the run directory was removed or made read-only
+        under us) is reported once and never stops the node from working or stopping."""
         if self.stopping:
             return
+        try:
+            write_private_json(self.plan.ctl_file, self._ctl_record())
+        except OSError as error:
+            if not self._ctl_failed:
+                self.output.error(f"cannot write {self.plan.ctl_file}: {error.strerror}; "
+                                  "`container ctl --config` will not find this node")
+            self._ctl_failed = True
+        else:
+            self._ctl_failed = False
+
+    def _ctl_record(self) -> dict[str, Any]:
         management = self.plan.management
         ctl = management.ctl
-        write_private_json(self.plan.ctl_file, {
+        return {
             "node_pid": os.getpid(),
             "config": str(self.plan.config.path),
             "run_dir": str(self.plan.run_dir.absolute()),
@@ -496,7 +551,7 @@ class Node:
             "routers": [{"id": r.plan.id, "pid": r.child.pid, "transports": r.transports}
                         for r in self.routers.values()],
             "guests": [{"id": g.launch.id, "pid": g.child.pid} for g in self.guests.values()],
-        })
+        }
 
     # -- stop -----------------------------------------------------------------------------------
 
@@ -519,16 +574,48 @@ class Node:
         """Stop everything once, report why, then fire :attr:`done` with ``exit_code``."""
         if self.stopping:
             return
+        self.stopping = True
         self.output.progress_done()
         if exit_code == EXIT_OK:
             self.output.node_event("stopping", why)
         else:
             self.output.error(why)
-        self._write_ctl()
-        self.stopping = True
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
-        Deferred.fromCoroutine(self._stop_all(exit_code))
+        self._overdue = self.reactor.callLater(self._stop_deadline(), self._stop_overdue,
+                                               exit_code)
+        stopping = Deferred.fromCoroutine(self._stop_all(exit_code))
+        stopping.addErrback(lambda failure: self.output.error(
+            f"while stopping: {failure.getErrorMessage()}"))
+
+    def _stop_deadline(self) -> float:
+        """How long an ordered stop may take: workers and guests, the link, then routers."""
+        workers = max([w.plan.stop_timeout + WORKER_STOP_MARGIN for w in self.workers.values()]
+                      + [GUEST_STOP_TIMEOUT])
+        return workers + LINK_CLOSE_TIMEOUT + ROUTER_STOP_TIMEOUT + STOP_SLACK
+
+    def _stop_overdue(self, exit_code: int) -> None:
+        """The ordered stop did not end in time: kill every child and end the node anyway."""
+        if self.done.called:
+            return
+        self.output.error("the ordered stop did not finish in time: killing every child")
+        for handle in [*self.workers.values(), *self.guests.values(), *self.routers.values()]:
+            handle.child.kill()
+        self._finished(exit_code)
+
+    def _finished(self, exit_code: int) -> None:
+        if self.done.called:
+            return
+        if self._overdue is not None and self._overdue.active():
+            self._overdue.cancel()
+        close_sockets(self.sockets)
+        try:
+            self._remove_files()
+        except OSError as error:
+            self.output.error(f"cannot remove the run directory: {error.strerror}")
+        self.output.node_event("stopped", f"exit status {exit_code}", code=exit_code)
+        self.exit_code = exit_code
+        self.done.callback(exit_code)
 
     async def _stop_all(self, exit_code: int) -> None:
         try:
@@ -541,14 +628,12 @@ class Node:
                 *(g.child.stop(GUEST_STOP_TIMEOUT) for g in self.guests.values()),
             ])
             if self.link is not None:
-                await self.link.close()
+                closing = Deferred.fromCoroutine(self.link.close())
+                await closing.addTimeout(LINK_CLOSE_TIMEOUT, self.reactor).addErrback(
+                    lambda failure: None)
             await _gather(r.child.stop(ROUTER_STOP_TIMEOUT) for r in self.routers.values())
         finally:
-            close_sockets(self.sockets)
-            self._remove_files()
-            self.output.node_event("stopped", f"exit status {exit_code}", code=exit_code)
-            self.exit_code = exit_code
-            self.done.callback(exit_code)
+            self._finished(exit_code)
 
     def _remove_files(self) -> None:
         management = self.plan.management
@@ -608,10 +693,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _EarlySignals:
+    """SIGTERM, SIGINT or SIGHUP before the reactor runs: remembered, and acted on (a clean
+    stop, exit 0) as soon as there is something to stop, instead of the default handler
+    killing the node half-way through its start."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self)
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.received = self.received or signum
+
+
 def main(argv: list[str]) -> int:
     """``container run CONFIG``: 0 after a clean stop, 1 if the node could not be brought
     up or its workers ended with a failure, 2 on bad arguments."""
     launched = time.monotonic()
+    early = _EarlySignals()
     args = _parser().parse_args(argv)
     settings = NodeSettings(start_timeout=args.start_timeout, launched=launched)
     output = NodeOutput(json_lines=args.log_format == "json",
@@ -629,7 +729,14 @@ def main(argv: list[str]) -> int:
     if sockets is None:
         remove_run_dir(plan.run_dir)
         return EXIT_FAILED
-    return _serve(plan, output, settings, sockets, guests)
+    if early.received is not None:
+        close_sockets(sockets)
+        remove_run_dir(plan.run_dir)
+        name = signal.Signals(early.received).name
+        output.node_event("stopped", f"received {name} before the start: exit status 0",
+                          code=EXIT_OK)
+        return EXIT_OK
+    return _serve(plan, output, settings, sockets, guests, early)
 
 
 def _plan(args: argparse.Namespace, output: NodeOutput) -> NodePlan | None:
@@ -656,29 +763,36 @@ def _plan(args: argparse.Namespace, output: NodeOutput) -> NodePlan | None:
         print(f"container run: warning: {warning}", file=sys.stderr)
     run_dir = run_dir_for(config)
     try:
-        prepare_run_dir(run_dir)
+        lock_node(config.path, run_dir)  # held until the process ends
     except (NodePlanError, OSError) as error:  # another node runs it: leave its files alone
         output.error(str(error))
         return None
     try:
-        return build_plan(config, run_dir, loglevel=args.loglevel,
+        prepare_run_dir(run_dir)
+        plan = build_plan(config, run_dir, loglevel=args.loglevel,
                           router_loglevel=args.router_loglevel)
-    except NodePlanError as error:
+        if plan.management.socket_dir is not None:
+            prepare_socket_dir(plan.management.socket_dir)
+    except (NodePlanError, OSError) as error:
         remove_run_dir(run_dir)
         output.error(str(error))
         return None
+    return plan
 
 
 def _bind(plan: NodePlan, output: NodeOutput) -> dict[str, dict[str, socket.socket]] | None:
     """Bind every router's listeners now: a port in use is reported before anything runs,
     ``port: 0`` gets its real port, and the routers' restarts reuse the same sockets."""
     from container.errors import InvalidConfiguration
-    from container.router.listeners import bind_listeners
+    from container.router.listeners import MANAGEMENT_FD_NAME, bind_listeners
 
     bound: dict[str, dict[str, socket.socket]] = {}
     for router in plan.routers:
         try:
             bound[router.id] = bind_listeners(router.config, str(plan.config.config_dir))
+            if router.management_config is not None:
+                [management] = bind_listeners(router.management_config, "/").values()
+                bound[router.id][MANAGEMENT_FD_NAME] = management
         except InvalidConfiguration as error:
             close_sockets(bound)
             output.error(f"{router.type} '{router.id}': {error}")
@@ -714,6 +828,7 @@ def _serve(
     settings: NodeSettings,
     sockets: dict[str, dict[str, socket.socket]],
     guests: list[GuestLaunch],
+    early: _EarlySignals,
 ) -> int:
     from twisted.internet import reactor
 
@@ -724,8 +839,10 @@ def _serve(
         reactor.callFromThread(node.signalled, signum)
 
     def install_signals() -> None:  # after Twisted's own (it keeps SIGCHLD for children)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for signum in STOP_SIGNALS:
             signal.signal(signum, on_signal)
+        if early.received is not None:
+            node.signalled(early.received)
 
     reactor.callWhenRunning(install_signals)
     reactor.callWhenRunning(node.start)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -23,7 +25,7 @@ import stat
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,10 @@ class RouterPlan:
     config_path: Path
     launch: Launch
     management: bool = False
+    #: the management router's configuration when this child also hosts it (see
+    #: :func:`with_management`), and the file it is written to
+    management_config: dict[str, Any] | None = None
+    management_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -165,8 +171,12 @@ def build_plan(
         for router in config.routers
     ]
     if management.socket is not None:
-        routers.insert(0, _management_router_plan(config, run_dir, management, executable,
-                                                  router_loglevel))
+        host = next((i for i, router in enumerate(routers) if router.type == "router"), None)
+        if host is None:
+            routers.insert(0, _management_router_plan(config, run_dir, management, executable,
+                                                      router_loglevel))
+        else:
+            routers[host] = with_management(routers[host], run_dir, management)
     workers = [
         _worker_plan(config, worker, run_dir, management, environ, executable, loglevel)
         for worker in config.containers
@@ -198,7 +208,10 @@ def _socket_path(run_dir: Path) -> tuple[Path, Path | None]:
     socket = run_dir.absolute() / SOCKET_NAME
     if len(os.fsencode(socket)) <= UNIX_PATH_MAX:
         return socket, None
-    folder = Path(tempfile.mkdtemp(prefix="container-"))  # mode 0700
+    # named after the run dir, so the next node of this configuration finds and replaces a
+    # folder that a node killed with SIGKILL left behind (see prepare_socket_dir)
+    digest = hashlib.sha256(os.fsencode(run_dir.absolute())).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / f"container-{os.getuid()}-{digest}"
     return folder / SOCKET_NAME, folder
 
 
@@ -288,6 +301,24 @@ def _management_router_plan(
     return RouterPlan(MANAGEMENT_ROUTER_ID, "router", worker, path, launch, management=True)
 
 
+def with_management(router: RouterPlan, run_dir: Path, management: ManagementPlan) -> RouterPlan:
+    """The first router child also hosts the management router: a second Crossbar.io
+    ``RouterController`` in that process, with its own router factory, realm and transport.
+
+    A transport reaches only the realms of its own controller's factory, so the clients of
+    the configuration's transports can no more reach the management realm than if it ran in
+    a process of its own, and the node saves a whole Crossbar.io import (seconds of CPU on
+    its critical path) and that process's memory. The management router's node key lives
+    in the run directory.
+    """
+    path = run_dir / f"router-{MANAGEMENT_ROUTER_ID}.json"
+    launch = router.launch
+    argv = [*launch.argv, "--management", str(path)]
+    return replace(router, launch=Launch(argv, launch.env, launch.cwd, launch.fds),
+                   management=True, management_config=management_router_config(management),
+                   management_path=path)
+
+
 def with_listening_sockets(launch: Launch, sockets: Mapping[str, int]) -> Launch:
     """The router's launch serving each transport id on an inherited listening fd.
 
@@ -301,6 +332,7 @@ def with_listening_sockets(launch: Launch, sockets: Mapping[str, int]) -> Launch
         fds[number] = parent_fd
         argv += ["--listen-fd", f"{transport_id}={number}"]
     return Launch(argv, launch.env, launch.cwd, fds)
+
 
 
 def management_router_config(management: ManagementPlan) -> dict[str, Any]:
@@ -415,15 +447,41 @@ def remove_run_dir(run_dir: Path) -> None:
         run_dir.parent.rmdir()
 
 
+def lock_node(config_path: Path, run_dir: Path) -> int:
+    """Take the node's exclusive lock: ``flock`` on the configuration file itself, held (the
+    returned descriptor kept open) for the node's whole life and released by the kernel
+    when the process ends, however it ends. A second node of the same configuration is
+    refused before it touches anything of the first."""
+    fd = os.open(config_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        other = running_node_pid(run_dir)
+        who = f" (pid {other}); stop it first, e.g. `kill {other}`" if other else ""
+        raise NodePlanError(f"a node is already running this configuration{who}") from None
+    return fd
+
+
+def prepare_socket_dir(folder: Path) -> None:
+    """Create the private folder of a management socket that did not fit in the run dir,
+    replacing one a previous node of this configuration left behind (only a folder of ours:
+    not a link, owned by this user)."""
+    try:
+        status = os.lstat(folder)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISDIR(status.st_mode) or status.st_uid != os.getuid():
+            raise NodePlanError(f"{folder} exists and is not a folder of this user's; "
+                                "remove it")
+        shutil.rmtree(folder)
+    folder.mkdir(mode=0o700)
+
+
 def prepare_run_dir(run_dir: Path) -> None:
     """Create the run dir fresh (mode 0700): a new node starts from its configuration, not
-    from the checkpoints of a previous run. Refuses while another node is running it."""
-    other = running_node_pid(run_dir)
-    if other is not None:
-        raise NodePlanError(
-            f"a node is already running this configuration (pid {other}); stop it first, "
-            f"e.g. `kill {other}`"
-        )
+    from the checkpoints of a previous run. Call it holding the node's lock."""
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -494,20 +494,23 @@ def _plan(tmp_path: Path, config: dict[str, Any], environ: dict[str, str] | None
                       environ=environ or {"HOME": "/home/x", "PATH": "/bin"})
 
 
-def test_plan_serves_the_management_realm_from_a_router_process_of_its_own(tmp_path):
+def test_plan_hosts_the_management_router_beside_the_first_router(tmp_path):
     config = hello_config(8080)
     plan = _plan(tmp_path, config)
-    management, user = plan.routers
-    assert management.management and management.id == "node-management"
-    assert [r["name"] for r in user.config["realms"]] == ["realm1"], "the user's router as given"
-    assert [t["id"] for t in user.config["transports"]] == ["app"]
-    [realm] = management.config["realms"]
+    [router] = plan.routers
+    assert router.id == "router1" and router.management
+    assert [r["name"] for r in router.config["realms"]] == ["realm1"], "the user's router as given"
+    assert [t["id"] for t in router.config["transports"]] == ["app"]
+    assert router.launch.argv[-2:] == ["--management", str(router.management_path)]
+    assert router.management_path.parent == plan.run_dir
+    management = router.management_config
+    [realm] = management["realms"]
     [role] = [role["name"] for role in realm["roles"]]
     assert realm["name"] == "crossbar"
     assert role.startswith("node-management-") and len(role) > len("node-management-") + 8
-    assert role != _plan(tmp_path, config).routers[0].config["realms"][0]["roles"][0]["name"], (
-        "the management role is named afresh for every run")
-    [transport] = management.config["transports"]
+    again = _plan(tmp_path, config).routers[0].management_config
+    assert role != again["realms"][0]["roles"][0]["name"], "the role is named afresh every run"
+    [transport] = management["transports"]
     assert transport["type"] == "rawsocket"
     assert transport["endpoint"] == {"type": "unix", "path": str(plan.management.socket),
                                      "backlog": 1024}
@@ -519,11 +522,20 @@ def test_plan_serves_the_management_realm_from_a_router_process_of_its_own(tmp_p
     assert plan.run_dir == tmp_path / ".container-run" / "plan"
 
 
+def test_plan_without_a_router_gives_the_management_router_a_process_of_its_own(tmp_path):
+    config = hello_config(8080)
+    config["workers"] = config["workers"][1:]
+    [router] = _plan(tmp_path, config).routers
+    assert router.id == "node-management" and router.management
+    assert router.config["realms"][0]["name"] == "crossbar"
+    assert "--key-dir" in router.launch.argv, "its node key stays out of the user's folder"
+
+
 def test_plan_leaves_a_user_realm_named_like_the_management_realm_to_the_user(tmp_path):
     config = hello_config(8080)
     config["workers"][0]["realms"].append({"name": "crossbar"})
     plan = _plan(tmp_path, config)
-    assert [r["name"] for r in plan.routers[1].config["realms"]] == ["realm1", "crossbar"]
+    assert [r["name"] for r in plan.routers[0].config["realms"]] == ["realm1", "crossbar"]
 
 
 def test_plan_passes_the_worker_secret_in_its_environment_only(tmp_path):

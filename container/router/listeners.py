@@ -25,6 +25,7 @@ from container.validation import format_key_path
 
 __all__ = [
     "DEFAULT_BACKLOG",
+    "MANAGEMENT_FD_NAME",
     "UNIX_PATH_MAX",
     "bind_listeners",
     "bindable",
@@ -39,6 +40,10 @@ DEFAULT_BACKLOG = 1024
 UNIX_PATH_MAX = 107
 
 _CROSSBAR_ONLY = ("shared", "user_timeout", "portrange")
+
+#: The ``--listen-fd`` name of the management router's socket in a router child that hosts
+#: the management router beside its own worker (no transport id can hold ``@``).
+MANAGEMENT_FD_NAME = "@management"
 
 
 def bindable(endpoint: Mapping[str, Any]) -> bool:

@@ -33,9 +33,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
 
 import txaio
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, succeed
 
-from container.router.listeners import bindable, endpoint_key
+from container.router.listeners import MANAGEMENT_FD_NAME, bindable, endpoint_key
 
 __all__ = ["EXIT_CANNOT_SERVE", "main"]
 
@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--check-node", metavar="NODE_CONFIG",
                         help="first check this node configuration with Crossbar.io's checker; "
                              "if it is refused, print an 'invalid' line and exit 2")
+    parser.add_argument("--management", metavar="MANAGEMENT.json",
+                        help="also host the node's management router from this worker item, "
+                             "beside the first one (its node key in the folder of that file)")
     parser.add_argument("--listen-fd", action="append", default=[], metavar="ID=FD",
                         help="serve transport ID on the inherited listening socket FD")
     return parser
@@ -78,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     err = sys.stderr
     try:
-        worker = _load(args.config)
+        workers = [_load(args.config)]
+        if args.management:
+            workers.append(_load(args.management))
         sockets = _inherited_sockets(args.listen_fd)
     except ValueError as error:
         return _fail(str(error), err)
@@ -88,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     _import_crossbar()
     if args.check_node and not _node_config_valid(args.check_node, out, err):
         return EXIT_CANNOT_SERVE
-    _adopt_sockets(worker, sockets, cbdir)
+    management_socket = sockets.pop(MANAGEMENT_FD_NAME, None)
+    _adopt_sockets(workers[0], sockets, cbdir)
+    if args.management and management_socket is not None:
+        _adopt_sockets(workers[1], {"management": management_socket}, cbdir)
     # the imported heap is permanent: keep the cyclic collector off it
     gc.freeze()
     from twisted.internet import reactor
@@ -96,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     status = {"code": 0}
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     reactor.callWhenRunning(  # type: ignore[attr-defined]
-        _run, reactor, worker, args, cbdir, out, err, status
+        _run, reactor, workers, args, cbdir, out, err, status
     )
     reactor.run()  # type: ignore[attr-defined]
     return status["code"]
@@ -104,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(
     reactor: Any,
-    worker: dict[str, Any],
+    workers: list[dict[str, Any]],
     args: argparse.Namespace,
     cbdir: str,
     out: TextIO,
@@ -113,17 +121,20 @@ def _run(
 ) -> None:
     from container.router.host import WorkerHost
 
+    key_dirs = [args.key_dir, os.path.dirname(os.path.abspath(args.management or "."))]
     try:
-        host = WorkerHost(reactor, worker, node_id=args.node_id, cbdir=cbdir,
-                          key_dir=args.key_dir, loglevel=args.loglevel)
+        hosts = [WorkerHost(reactor, worker, node_id=args.node_id, cbdir=cbdir,
+                            key_dir=key_dir, loglevel=args.loglevel)
+                 for worker, key_dir in zip(workers, key_dirs, strict=False)]
     except Exception as error:  # the node key could not be read or written, ...
         status["code"] = _fail(f"cannot set up the worker: {error}", err)
         reactor.stop()
         return
 
     def ready(_: Any) -> None:
-        _stop_on_sigterm(reactor, host)
-        line = {"event": "ready", "pid": os.getpid(), "transports": host.listening()}
+        _stop_on_sigterm(reactor, hosts)
+        transports = [transport for host in hosts for transport in host.listening()]
+        line = {"event": "ready", "pid": os.getpid(), "transports": transports}
         out.write(json.dumps(line) + "\n")
         out.flush()
 
@@ -132,7 +143,9 @@ def _run(
         reactor.stop()
 
     last_failure = _LastFailure()
-    Deferred.fromCoroutine(host.start()).addCallbacks(ready, failed)
+    starts = [Deferred.fromCoroutine(host.start()) for host in hosts]
+    started = DeferredList(starts, fireOnOneErrback=True, consumeErrors=True)
+    started.addCallbacks(ready, lambda failure: failed(failure.value.subFailure))
 
 
 def _node_config_valid(path: str, out: TextIO, err: TextIO) -> bool:
@@ -154,13 +167,17 @@ def _node_config_valid(path: str, out: TextIO, err: TextIO) -> bool:
     return not findings
 
 
-def _stop_on_sigterm(reactor: Any, host: Any) -> None:
-    """SIGTERM: the worker leaves (bounded), then the reactor stops. Installed after the
-    worker joined, replacing the handler Crossbar.io's worker installs there."""
+def _stop_on_sigterm(reactor: Any, hosts: list[Any]) -> None:
+    """SIGTERM: the workers leave (bounded), then the reactor stops. Installed after the
+    workers joined, replacing the handler Crossbar.io's worker installs there."""
+
+    async def leave_all() -> None:
+        await DeferredList([Deferred.fromCoroutine(host.stop()) for host in hosts],
+                           consumeErrors=True)
 
     def stop() -> None:
         reactor.callLater(STOP_TIMEOUT, _exit_now)
-        done = Deferred.fromCoroutine(host.stop())
+        done = Deferred.fromCoroutine(leave_all())
         done.addErrback(lambda f: log.warn("worker stop: {err}", err=f.getErrorMessage()))
         done.addBoth(lambda _: reactor.stop() if reactor.running else None)
 
