@@ -209,6 +209,7 @@ class ComponentSpec:
     restart: RestartPolicy | None = None
     auth: dict[str, Any] | None = None
     role: str | None = None
+    ready_grace: float | None = None  # None: the container's ready_grace
     warnings: tuple[ConfigWarning, ...] = ()
 
     @property
@@ -296,6 +297,7 @@ def _build_spec(config: dict[str, Any]) -> ComponentSpec:
         restart=RestartPolicy.parse(config["restart"]) if "restart" in config else None,
         auth=auth,
         role=config.get("role"),
+        ready_grace=float(config["ready_grace"]) if "ready_grace" in config else None,
         warnings=tuple(warnings),
     )
 
@@ -577,6 +579,7 @@ class ContainerOptions:
     restart_limit: RestartLimit | None = None
     stop_timeout: float = 5.0
     start_timeout: float = 30.0
+    ready_grace: float = 1.0
     expose_shared: bool = False
     expose_controller: bool = False
     pythonpath: tuple[str, ...] = ()
@@ -598,6 +601,7 @@ class ContainerOptions:
             "restart_limit": self.restart_limit.as_json() if self.restart_limit else None,
             "stop_timeout": self.stop_timeout,
             "start_timeout": self.start_timeout,
+            "ready_grace": self.ready_grace,
             "watch": self.watch.enabled,
         }
 
@@ -648,6 +652,7 @@ def parse_container_options(options: Any) -> ContainerOptions:
         restart_limit=RestartLimit(limit["max_restarts"], limit["period"]) if limit else None,
         stop_timeout=float(options.get("stop_timeout", 5.0)),
         start_timeout=float(options.get("start_timeout", 30.0)),
+        ready_grace=float(options.get("ready_grace", 1.0)),
         expose_shared=options.get("expose_shared", False),
         expose_controller=options.get("expose_controller", False),
         pythonpath=tuple(options.get("pythonpath", ())),
@@ -689,7 +694,8 @@ def container_worker_warnings(worker: dict[str, Any]) -> list[ConfigWarning]:
     if not container_options_problems(options):
         warnings += [warning.under("options") for warning in container_options_warnings(options)]
     for index, component in enumerate(worker.get("components", [])):
-        warnings += [w.under("components", index) for w in component_warnings(component)]
+        # the item is valid already: build the spec without validating each component again
+        warnings += [w.under("components", index) for w in _build_spec(component).warnings]
     return warnings
 
 
