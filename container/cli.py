@@ -32,6 +32,9 @@ def _worker_parser(commands: Any) -> None:
                         help="URI prefix of the management API (default crossbar.worker.ID)")
     worker.add_argument("--options", default=None, metavar="JSON",
                         help="the container worker's `options` object, as in a node config")
+    worker.add_argument("--options-file", default=None, metavar="PATH",
+                        help="read the `options` object from this JSON file instead (keeps "
+                             "secrets such as env.vars off the command line)")
     worker.add_argument("--authid", default=None, help="authenticate to the management realm as")
     worker.add_argument("--authmethod", choices=("ticket", "wampcra"), default="ticket")
     worker.add_argument("--secret-env", default="CONTAINER_MANAGEMENT_SECRET", metavar="VAR",
@@ -97,7 +100,7 @@ def run_worker(arguments: argparse.Namespace) -> int:
     try:
         settings = settings_from_arguments(
             arguments.worker_id, arguments.management, arguments.realm, arguments.prefix,
-            arguments.options, credentials, arguments.state_file, arguments.serializer,
+            _options_text(arguments), credentials, arguments.state_file, arguments.serializer,
         )
     except InvalidConfiguration as error:
         print(f"container worker: error: {error}", file=sys.stderr)
@@ -110,6 +113,20 @@ def run_worker(arguments: argparse.Namespace) -> int:
         return EXIT_USAGE
     txaio.start_logging(out=sys.stderr, level=arguments.loglevel)
     return _serve_worker(settings)
+
+
+def _options_text(arguments: argparse.Namespace) -> str | None:
+    """The options JSON, from ``--options-file`` or ``--options``."""
+    from container.errors import InvalidConfiguration
+
+    if arguments.options_file is None:
+        return arguments.options
+    try:
+        with open(arguments.options_file, encoding="utf-8") as file:
+            return file.read()
+    except OSError as error:
+        raise InvalidConfiguration(
+            f"--options-file {arguments.options_file}: cannot read: {error.strerror}") from None
 
 
 def _serve_worker(settings: Any) -> int:

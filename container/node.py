@@ -229,6 +229,9 @@ class Node:
             write_private_json(router.plan.config_path, pin_ports(router.plan.config, sockets))
             if router.plan.management_path is not None:
                 write_private_json(router.plan.management_path, router.plan.management_config)
+        for worker in self.workers.values():
+            if worker.plan.options_file is not None:
+                write_private_json(worker.plan.options_file, worker.plan.options)
         for router in self.routers.values():
             router.child.start()
         for worker in self.workers.values():

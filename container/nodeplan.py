@@ -124,6 +124,10 @@ class WorkerPlan:
     state_file: Path
     stop_timeout: float
     launch: Launch
+    #: the worker's options, written by the node to ``options_file`` (mode 0600) before the
+    #: worker starts: they may hold secrets (``env.vars``), which a command line would show
+    options: dict[str, Any] = field(default_factory=dict)
+    options_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -390,11 +394,12 @@ def _worker_plan(
     loglevel: str,
 ) -> WorkerPlan:
     state_file = run_dir / f"{worker.id}.state.json"
+    options_file = run_dir / f"{worker.id}.options.json"  # never on the command line: env vars
     principal = management.workers.get(worker.id)
     argv = [
         worker.options.get("python") or executable, "-m", "container", "worker",
         "--management", management.url, "--realm", management.realm, "--id", worker.id,
-        "--options", json.dumps(worker.options, separators=(",", ":")),
+        "--options-file", str(options_file),
         "--state-file", str(state_file), "--loglevel", loglevel,
     ]
     extra = {}
@@ -411,6 +416,8 @@ def _worker_plan(
         state_file=state_file,
         stop_timeout=float(worker.options.get("stop_timeout", 5.0)),
         launch=Launch(argv, env, str(config.config_dir)),
+        options=copy.deepcopy(worker.options),
+        options_file=options_file,
     )
 
 

@@ -538,11 +538,15 @@ def test_plan_leaves_a_user_realm_named_like_the_management_realm_to_the_user(tm
     assert [r["name"] for r in plan.routers[0].config["realms"]] == ["realm1", "crossbar"]
 
 
-def test_plan_passes_the_worker_secret_in_its_environment_only(tmp_path):
-    plan = _plan(tmp_path, hello_config(8080))
+def test_plan_keeps_secrets_off_the_worker_command_line(tmp_path):
+    plan = _plan(tmp_path, hello_config(8080, env={"vars": {"API_TOKEN": "t0ps3cret"}}))
     worker = plan.workers[0]
     secret = worker.launch.env["CONTAINER_MANAGEMENT_SECRET"]
     assert secret not in " ".join(worker.launch.argv)
+    assert "t0ps3cret" not in " ".join(worker.launch.argv)
+    assert worker.launch.argv[worker.launch.argv.index("--options-file") + 1] == str(
+        plan.run_dir / "w1.options.json")
+    assert worker.options["env"]["vars"]["API_TOKEN"] == "t0ps3cret"
     argv = worker.launch.argv
     assert argv[1:4] == ["-m", "container", "worker"]
     assert argv[argv.index("--authid") + 1] == "worker-w1"
