@@ -7,8 +7,9 @@ refused and backing off; ``port: 0`` (or no port) gets its real port at once; a 
 is reported before anything starts; and a restarted router serves the same sockets.
 
 Endpoints Crossbar.io must build itself (``twisted`` and ``onion`` endpoints, ``portrange``,
-``shared`` or ``user_timeout`` sockets) are left to it. TLS endpoints are bound here too:
-Crossbar.io layers TLS inside its connection cap, above the plain port.
+``shared`` or ``user_timeout`` sockets) are left to it, and so are TLS endpoints: an adopted
+socket is served as Crossbar.io layers the factory above it, and only a transport with a
+connection cap gets TLS layered there, so a TLS endpoint is never handed over plain.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ DEFAULT_BACKLOG = 1024
 #: sun_path holds 108 bytes on Linux, the terminating NUL included.
 UNIX_PATH_MAX = 107
 
-_CROSSBAR_ONLY = ("shared", "user_timeout", "portrange")
+_CROSSBAR_ONLY = ("shared", "user_timeout", "portrange", "tls")
 
 #: The ``--listen-fd`` name of the management router's socket in a router child that hosts
 #: the management router beside its own worker (no transport id can hold ``@``).
