@@ -588,6 +588,7 @@ async def test_killed_guest_is_started_again_with_its_output_logged(run_guest: A
     first = child.pid
     assert first is not None
     await events.wait(hello_from(events, first))
+    await events.wait(lambda: ("stderr", f"err {first}") in events.lines)
     os.kill(first, signal.SIGKILL)
     await events.wait(lambda: len(events.spawned_pids) == 2)
     second = child.pid
@@ -598,7 +599,6 @@ async def test_killed_guest_is_started_again_with_its_output_logged(run_guest: A
     status = await child.stop(5.0)
     assert status == ExitStatus(None, signal.SIGTERM)
     assert child.pid is None and not alive(second)
-    assert ("stderr", f"err {first}") in events.lines
 
 
 @pytest_twisted.ensureDeferred
