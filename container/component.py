@@ -22,7 +22,7 @@ from container.session import SessionRun
 
 class ComponentState(StrEnum):
     STARTING = "starting"  # connecting and joining; not yet ready
-    RUNNING = "running"  # joined, onJoin finished
+    RUNNING = "running"  # joined; onJoin finished, it said it is ready, or the grace passed
     STOPPING = "stopping"  # a requested stop is under way
     RESTARTING = "restarting"  # ended by itself; waiting out the backoff delay
     STOPPED = "stopped"  # ended cleanly and will not be restarted
@@ -50,6 +50,11 @@ ACTIVE_STATES = frozenset(
     {ComponentState.STARTING, ComponentState.RUNNING, ComponentState.RESTARTING}
 )
 
+
+# the states in which the component has a session of its own
+_SESSION_STATES = frozenset(
+    {ComponentState.STARTING, ComponentState.RUNNING, ComponentState.STOPPING}
+)
 
 _COMPONENT_LOG = txaio.make_logger()
 
@@ -112,7 +117,9 @@ class HostedComponent:
         "log",
         "next_restart_at",
         "pending_restart",
+        "ready_by",
         "realm",
+        "restart_delay",
         "restarts",
         "run",
         "running_since",
@@ -121,6 +128,7 @@ class HostedComponent:
         "started_wall",
         "state",
         "stop_caller",
+        "stop_message",
         "stop_reason",
         "stopping",
         "window",
@@ -142,6 +150,7 @@ class HostedComponent:
         self.run: SessionRun | None = None
         self.pending_restart: Any = None  # IDelayedCall of the next restart attempt
         self.next_restart_at: float | None = None
+        self.restart_delay: float | None = None  # as scheduled, for the restart event
         self.started_wall: datetime | None = None
         self.running_since: float | None = None
         self.restarts = 0
@@ -150,9 +159,11 @@ class HostedComponent:
         self.stop_reason: StopReason | None = None
         self.session_id: int | None = None
         self.realm: str | None = None
+        self.ready_by: str | None = None  # how the current session became ready
         self.gave_up = False
         self.stopping: Deferred[Any] | None = None  # the requested stop under way
         self.stop_caller: Any = None
+        self.stop_message: str | None = None  # how the last session ended, in words
         self._now = now
         self._on_transition = on_transition
 
@@ -167,9 +178,10 @@ class HostedComponent:
         self.log.debug("{old} -> {new}", old=old_state.value, new=new_state.value)
         self._on_transition(self, old_state, new_state)
 
-    def mark_running(self, session_id: int, realm: str) -> None:
+    def mark_running(self, session_id: int, realm: str, ready_by: str | None = None) -> None:
         self.session_id = session_id
         self.realm = realm
+        self.ready_by = ready_by
         self.running_since = self._now()
         self.started_wall = datetime.now(UTC)
         self.set_state(ComponentState.RUNNING)
@@ -182,6 +194,14 @@ class HostedComponent:
         if self.running_since is None or self.state is not ComponentState.RUNNING:
             return 0.0
         return max(0.0, self._now() - self.running_since)
+
+    def phase(self) -> str | None:
+        """Where the current session is (connecting, joining, onjoin_running, joined), or
+        None when there is none."""
+        run = self.run
+        if run is None or self.state not in _SESSION_STATES:
+            return None
+        return getattr(run, "phase", None)
 
     def next_restart_in(self) -> float | None:
         if self.next_restart_at is None:
@@ -203,6 +223,8 @@ class HostedComponent:
             "next_restart_in": self.next_restart_in(),
             "session": self.session_id,
             "realm": self.realm,
+            "phase": self.phase(),
+            "ready_by": self.ready_by if self.state is ComponentState.RUNNING else None,
         }
 
     def started_info(self) -> dict[str, Any]:
@@ -214,4 +236,6 @@ class HostedComponent:
             "session": self.session_id,
             "realm": self.realm,
             "state": self.state.value,
+            "phase": self.phase(),
+            "ready_by": self.ready_by,
         }

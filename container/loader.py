@@ -1,9 +1,10 @@
 """Importing component code by dotted name, and reloading user modules that changed.
 
 Import errors are classified (module not found, syntax error, error while importing, no
-such attribute, not a session class) so the caller is told which, with the module search
-path. Reloading is all-or-nothing: if one changed module fails to reload, every module of
-the batch gets its previous namespace back, so no component runs half-replaced code.
+such attribute, not a session class or component object) so the caller is told which,
+with the module search path. Reloading is all-or-nothing: if one changed module fails to
+reload, every module of the batch gets its previous namespace back, so no component runs
+half-replaced code.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from autobahn.twisted.wamp import ApplicationSession
+from autobahn.wamp import protocol
 
 from container.errors import ClassImportFailed
 
@@ -80,16 +81,60 @@ def load_attribute(dotted: str) -> Any:
         ) from None
 
 
-def load_session_class(classname: str) -> type[ApplicationSession]:
-    """The ``ApplicationSession`` subclass named by ``classname``."""
+def _is_session_class(candidate: Any) -> bool:
+    """Whether autobahn's Twisted transport factories can run sessions of this class.
+
+    They run any ``autobahn.wamp.protocol.ApplicationSession``: the Twisted
+    ``ApplicationSession`` and the newer ``autobahn.twisted.wamp.Session`` are both. (An
+    asyncio session cannot get this far: importing ``autobahn.asyncio`` in a Twisted
+    process fails, which is reported as the import failure it is.)
+    """
+    return isinstance(candidate, type) and issubclass(candidate, protocol.ApplicationSession)
+
+
+def _is_component_object(candidate: Any) -> bool:
+    """An ``autobahn.twisted.component.Component`` (autobahn's newer API) object."""
+    from autobahn.wamp.component import Component
+
+    return isinstance(candidate, Component)
+
+
+def _is_application_object(candidate: Any) -> bool:
+    """An ``autobahn.twisted.wamp.Application`` (autobahn's decorator API) object."""
+    from autobahn.twisted.wamp import Application
+
+    return isinstance(candidate, Application)
+
+
+def load_session_class(classname: str) -> type[protocol.ApplicationSession]:
+    """The session class named by ``classname``: any autobahn ``ApplicationSession``."""
     candidate = load_attribute(classname)
-    if not (isinstance(candidate, type) and issubclass(candidate, ApplicationSession)):
-        raise ClassImportFailed(
-            f"'{classname}' is not a session class: it is {candidate!r}, which is not a "
-            "subclass of autobahn.twisted.wamp.ApplicationSession",
-            pythonpath=list(sys.path),
-        )
-    return candidate
+    if not _is_session_class(candidate):
+        raise _not_a_session(classname, candidate)
+    return candidate  # type: ignore[no-any-return]
+
+
+def load_class_component(classname: str) -> Any:
+    """What a ``class`` component's ``classname`` names: a session class (autobahn's
+    ``ApplicationSession`` or ``Session``, or a subclass), an
+    ``autobahn.twisted.component.Component`` object, or an
+    ``autobahn.twisted.wamp.Application`` object."""
+    candidate = load_attribute(classname)
+    if _is_session_class(candidate) or _is_component_object(candidate) or (
+        _is_application_object(candidate)
+    ):
+        return candidate
+    raise _not_a_session(classname, candidate)
+
+
+def _not_a_session(classname: str, candidate: Any) -> ClassImportFailed:
+    return ClassImportFailed(
+        f"'{classname}' is not a session class: it is {candidate!r}, which is neither a "
+        "subclass of autobahn's ApplicationSession (autobahn.twisted.wamp.ApplicationSession "
+        "or autobahn.twisted.wamp.Session) nor an autobahn.twisted.component.Component or "
+        "autobahn.twisted.wamp.Application object",
+        pythonpath=list(sys.path),
+    )
 
 
 def load_callbacks(callbacks: dict[str, str]) -> dict[str, Callable[..., Any]]:

@@ -30,9 +30,15 @@ from container.errors import (
     ShuttingDown,
     StartCancelled,
 )
-from container.loader import Reloader, load_callbacks, load_session_class
+from container.loader import Reloader, load_callbacks, load_class_component
 from container.policy import RestartWindow, StopReason
-from container.session import FunctionSession, SessionBuilder, SessionRun, supervised_class
+from container.session import (
+    FunctionSession,
+    SessionBuilder,
+    SessionRun,
+    session_builder,
+    supervised_class,
+)
 
 Emit = Callable[[str, dict[str, Any]], None]
 RequestShutdown = Callable[[int, str], None]
@@ -80,11 +86,14 @@ class Supervisor:
         wait_for_router: bool = False,
         restarts: int = 0,
     ) -> dict[str, Any]:
-        """Start a component; returns once it is ready (joined, onJoin finished).
+        """Start a component; returns once it is ready (joined, and onJoin finished, or it
+        said it is ready, or its onJoin kept running for the ready grace period).
 
         ``config`` is the configuration, or its parsed :class:`ComponentSpec`. Nothing is
         awaited between the duplicate check and registering the component, so concurrent
-        starts of one id cannot both pass. A start that fails leaves no entry.
+        starts of one id cannot both pass. A start that fails leaves no entry. A start whose
+        caller gives up (the call is cancelled) stops what it started -- the session and its
+        entry -- before it reports ``StartCancelled``.
         """
         if self.shutting_down:
             raise ShuttingDown("the worker is shutting down and starts no components")
@@ -99,10 +108,36 @@ class Supervisor:
                 await self._start_waiting_for_router(component)
             else:
                 await self._launch(component)
+        except CancelledError:
+            await self._abandon_start(component)
+            raise StartCancelled(
+                "the caller of start_component gave up: the start was cancelled and the "
+                "component stopped"
+            ) from None
         except BaseException:
             self._discard_failed_start(component)
             raise
         return {**component.started_info(), "reloaded": reloaded}
+
+    async def _abandon_start(self, component: HostedComponent) -> None:
+        """Stop a start that its caller cancelled: nothing of it may stay behind.
+
+        The stop is a requested one (never restarted, no automatic shutdown); its entry stays
+        ``stopping`` until the session is gone, so a new start of the id cannot collide with
+        what is left of this one.
+        """
+        if component.stopping is None and component.state in (
+            ComponentState.STARTING, ComponentState.RESTARTING
+        ):
+            component.stopping = Deferred.fromCoroutine(self._stop(
+                component, None, "start_component was cancelled by its caller"))
+        if component.stopping is None:
+            self._discard_failed_start(component)
+            return
+        try:
+            await share(component.stopping)
+        except Exception as error:
+            component.log.warn("stopping a cancelled start failed: {error}", error=error)
 
     async def stop(self, component_id: str, caller: Any = None) -> dict[str, Any]:
         """Stop a component (GOODBYE, transport closed, abort after the stop timeout).
@@ -116,11 +151,14 @@ class Supervisor:
         component.stopping = Deferred.fromCoroutine(self._stop(component, caller))
         return await share(component.stopping)
 
-    async def _stop(self, component: HostedComponent, caller: Any) -> dict[str, Any]:
+    async def _stop(
+        self, component: HostedComponent, caller: Any, message: str | None = None
+    ) -> dict[str, Any]:
         uptime = component.uptime()
         self._cancel_pending_restart(component)
         component.stop_reason = StopReason.REQUESTED
         component.stop_caller = caller
+        component.stop_message = message
         component.set_state(ComponentState.STOPPING)
         if component.run is not None:
             await component.run.stop(self.options.stop_timeout)
@@ -132,6 +170,10 @@ class Supervisor:
             "reason": StopReason.REQUESTED.value,
             "caller": caller,
         }
+
+    def live_runs(self) -> list[SessionRun]:
+        """The session runs of the components that have one (for the reactor.stop guard)."""
+        return [c.run for c in self.components.values() if c.run is not None]
 
     async def restart(
         self, component_id: str, reload_modules: bool = False, caller: Any = None,
@@ -261,7 +303,7 @@ class Supervisor:
 
     def _builder(self, spec: ComponentSpec) -> SessionBuilder:
         if spec.kind == "class":
-            builder: SessionBuilder = supervised_class(load_session_class(spec.classname))
+            builder: SessionBuilder = session_builder(load_class_component(spec.classname))
         else:
             callbacks = load_callbacks(spec.callbacks)
             function_class = supervised_class(FunctionSession)
@@ -293,9 +335,12 @@ class Supervisor:
             component,
         )
         component.run = run
-        details = await run.start(self.options.start_timeout)
+        grace = component.spec.ready_grace
+        details = await run.start(
+            self.options.start_timeout, self.options.ready_grace if grace is None else grace
+        )
         component.last_error = None if component.attempt == 0 else component.last_error
-        component.mark_running(details.session, details.realm)
+        component.mark_running(details.session, details.realm, getattr(run, "ready_by", None))
 
     async def _start_waiting_for_router(self, component: HostedComponent) -> None:
         """Retry a first start that cannot reach the router, with backoff, until it joins."""
@@ -309,6 +354,8 @@ class Supervisor:
                 component.pending_restart = deferLater(self.reactor, delay, lambda: None)
                 await component.pending_restart
             except CancelledError:
+                if component.stopping is None:
+                    raise  # its caller gave up: start() stops it
                 raise StartCancelled("the start was cancelled by a stop request") from None
             self._begin_attempt(component)
 
@@ -350,6 +397,7 @@ class Supervisor:
     ) -> None:
         """Apply the restart policy to a component that ended by itself."""
         component.stop_reason = reason
+        component.stop_message = message
         if reason.is_failure:
             component.last_error = message
         policy = component.spec.restart or self.options.restart
@@ -385,6 +433,7 @@ class Supervisor:
         component.last_error = message if reason.is_failure else component.last_error
         delay = backoff.delay(component.attempt, self._uniform)
         component.next_restart_at = self.reactor.seconds() + delay
+        component.restart_delay = delay
         component.set_state(ComponentState.RESTARTING)
         return delay
 
@@ -432,7 +481,7 @@ class Supervisor:
         return {
             "id": component.id,
             "reason": reason.value,
-            "message": component.last_error if reason.is_failure else None,
+            "message": component.last_error if reason.is_failure else component.stop_message,
             "state": component.state.value,
             "will_restart": will_restart,
             "restart_in": component.next_restart_in() if will_restart else None,
@@ -448,7 +497,7 @@ class Supervisor:
             "id": component.id,
             "cause": reason.value,
             "attempt": component.attempt,
-            "delay": component.next_restart_in(),
+            "delay": component.restart_delay,
             "caller": None,
         }
 

@@ -3,7 +3,9 @@
 :class:`Worker` is the process context: it owns the supervisor, the management API, the
 connection to the management realm (a Twisted ``ClientService``, so a lost management
 connection is retried with backoff while the components keep running), the checkpoint
-file, and the shutdown sequence. Only the CLI touches the global reactor.
+file, and the shutdown sequence. It guards its reactor's ``stop`` so that a component's
+``reactor.stop()`` ends that component only (``container.session.ReactorStopGuard``).
+Only the CLI touches the global reactor.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ import txaio
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import CloseDetails, ComponentConfig, PublishOptions, SessionDetails
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 
 from container.api import ManagementApi
 from container.config import ConfigWarning, ContainerOptions, parse_container_options
 from container.connector import build_endpoint
+from container.context import outside_components
 from container.deferreds import share
 from container.errors import InvalidConfiguration
 from container.loader import Reloader, SourceWatcher
@@ -37,6 +40,7 @@ from container.mgmtclient import (
     client_factory,
     parse_management_url,
 )
+from container.session import guard_reactor_stop
 from container.supervisor import Supervisor
 
 log = txaio.make_logger()
@@ -82,6 +86,9 @@ class ManagementSession(AuthenticatingSession):
             log.debug("management call answered with {uri}: {message}", uri=fail.value.error,
                       message=fail.value.error_message())
             return
+        if isinstance(getattr(fail, "value", None), CancelledError):
+            log.debug("a management call was cancelled by its caller: {msg}", msg=msg)
+            return
         super().onUserError(fail, msg)
 
 
@@ -111,6 +118,7 @@ class Worker:
         self._shutdown_started = False
         self._stopped_ids: Deferred[list[str]] | None = None
         self._checkpoint_call: Any = None
+        self._stop_guard: Any = None
 
     def _source_watcher(self) -> SourceWatcher | None:
         watch = self.settings.options.watch
@@ -130,6 +138,8 @@ class Worker:
         """Connect to the management realm (retrying with backoff until it answers)."""
         for warning in self.settings.options.warnings:
             log.warn("options.{warning}", warning=warning)
+        # a component's reactor.stop() ends that component, not this process
+        self._stop_guard = guard_reactor_stop(self.reactor, self.supervisor.live_runs)
         factory = self._management_factory()
         endpoint = build_endpoint(self.reactor, self.settings.management.endpoint)
         self._service = ClientService(
@@ -237,7 +247,9 @@ class Worker:
 
     def _policy_shutdown(self, exit_code: int, why: str) -> None:
         log.info("shutting down ({why})", why=why)
-        Deferred.fromCoroutine(self.shutdown("policy", exit_code, why))
+        # a component's end may set it off: it is the worker's work, not the component's
+        outside_components(
+            lambda: Deferred.fromCoroutine(self.shutdown("policy", exit_code, why)))
 
     async def shutdown(
         self, reason: str = "requested", exit_code: int = EXIT_CLEAN, why: str = ""
@@ -284,7 +296,9 @@ class Worker:
     def _finish(self, exit_code: int) -> None:
         if self.exit_code is None:
             self.exit_code = exit_code
-            self.done.callback(exit_code)
+            if self._stop_guard is not None:
+                self._stop_guard.remove_source(self.supervisor.live_runs)
+            outside_components(self.done.callback, exit_code)
 
 
 def apply_process_options(options: ContainerOptions) -> None:

@@ -158,7 +158,7 @@ def test_every_problem_is_reported_in_file_order_without_branch_noise(capsys: An
         "(did you mean 'tcp'? valid: tcp, unix, twisted, tor)",
         f"{file}:28:68: workers[1].components[1].transport.endpoint: missing required key 'path'",
         f"{file}:30:21: workers[1].components[1].classname: unknown key 'classname' "
-        "(allowed: id, type, realm, transport, extra, restart, auth, role, callbacks)",
+        "(allowed: id, type, realm, transport, extra, restart, auth, role, callbacks, ready_grace)",
         f"{file}: invalid (9 problems)",
     ]
 

@@ -475,7 +475,8 @@ async def test_watch_follows_events_again_after_the_router_restarts(tmp_path):
 async def test_a_command_interrupted_while_waiting_exits_128_plus_signal(env, tmp_path):
     worker = env.worker.settings.worker_id
     file = tmp_path / "slow.json"
-    file.write_text(json.dumps(env.component("faulty.SlowJoin")))
+    # a long grace period: the start must still be under way when ctl is interrupted
+    file.write_text(json.dumps({**env.component("faulty.SlowJoin"), "ready_grace": 60}))
     child, pid = spawn_ctl(*management(env.router), "start", worker, "slow", str(file))
     try:
         # the start is under way (and never finishes: SlowJoin's onJoin does not return)

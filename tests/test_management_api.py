@@ -42,6 +42,7 @@ async def test_start_returns_after_onjoin_finished(env):
         "hello.Greeter", extra={"prefix": prefix}))
     assert started["id"] == "c1"
     assert started["state"] == "running"
+    assert (started["ready_by"], started["phase"]) == ("onjoin", "joined")
     assert started["realm"] == "realm1"
     assert isinstance(started["session"], int)
     assert started["config"]["classname"] == "hello.Greeter"
@@ -153,6 +154,7 @@ async def test_invalid_configuration_names_the_key(env, mutate, key):
         ("hello.NoSuchClass", "has no attribute 'NoSuchClass'"),
         ("faulty.NotASession", "is not a session class"),
         ("faulty.NOT_A_CLASS", "is not a session class"),
+        ("asyncio_session.Hello", "Explicitly using 'twisted' already"),
     ],
 )
 @pytest_twisted.ensureDeferred
@@ -181,12 +183,22 @@ async def test_component_failing_while_starting(env, classname, says):
     assert await env.call("get_components") == []
 
 
+@pytest.mark.parametrize(
+    ("classname", "where"),
+    [
+        ("faulty.NeverJoins", "(joining realm 'realm1' over rawsocket"),
+        ("faulty.SlowJoin", "(joined realm 'realm1' over rawsocket"),
+    ],
+)
 @pytest_twisted.ensureDeferred
-async def test_start_that_never_becomes_ready_times_out(workers):
-    env = await workers({"start_timeout": 0.5})
-    error = await expect_error(env.call("start_component", "slow", env.component(
-        "faulty.SlowJoin")), "crossbar.error.cannot_start")
+async def test_start_that_never_becomes_ready_times_out_saying_where_it_was(
+        workers, classname, where):
+    env = await workers({"start_timeout": 0.5, "ready_grace": 5})
+    error = await expect_error(env.call("start_component", "slow", env.component(classname)),
+                               "crossbar.error.cannot_start")
     assert "did not become ready within 0.5 s" in message(error)
+    assert where in message(error)
+    assert error.kwargs["cause"] == "timeout"
     assert await env.call("get_components") == []
     started = await env.call("start_component", "quiet", env.component("hello.Quiet"))
     assert started["state"] == "running"
@@ -280,7 +292,8 @@ async def test_concurrent_starts_of_one_id_one_wins(env):
 
 @pytest_twisted.ensureDeferred
 async def test_stop_during_start_cancels_the_start(env):
-    starting = env.call("start_component", "slow", env.component("faulty.SlowJoin"))
+    starting = env.call("start_component", "slow",
+                        env.component("faulty.SlowJoin", ready_grace=60))
     await poll(lambda: env.worker.supervisor.components.get("slow") is not None
                and env.worker.supervisor.components["slow"].run is not None
                and env.worker.supervisor.components["slow"].run._opened)
@@ -363,6 +376,7 @@ async def test_get_status(env):
     assert status["components"] == {"running": 1}
     assert status["policies"]["restart"] == "restart-never"
     assert status["policies"]["shutdown"] == "shutdown-manual"
+    assert status["policies"]["ready_grace"] == 1.0
 
 
 @pytest_twisted.ensureDeferred

@@ -35,12 +35,18 @@ class FakeRun:
         self.on_end = on_end
         self.owner = owner
         self.stopped = False
+        self.phase: str | None = "connecting"
+        self.ready_by: str | None = None
+        self.stopping: Deferred[None] | None = None  # set to make the stop take its time
         FakeRun.runs.append(self)
 
-    def start(self, timeout: float) -> Deferred[SessionDetails]:
+    def start(self, timeout: float, ready_grace: float) -> Deferred[SessionDetails]:
+        self.ready_grace = ready_grace
         return self.ready
 
-    def join(self, session_id: int = 1) -> None:
+    def join(self, session_id: int = 1, ready_by: str = "onjoin") -> None:
+        self.phase = "joined" if ready_by == "onjoin" else "onjoin_running"
+        self.ready_by = ready_by
         self.ready.callback(SessionDetails(realm="realm1", session=session_id))
 
     def end(self, reason: StopReason, message: str = "") -> None:
@@ -48,7 +54,7 @@ class FakeRun:
 
     def stop(self, timeout: float) -> Deferred[None]:
         self.stopped = True
-        return succeed(None)
+        return self.stopping if self.stopping is not None else succeed(None)
 
 
 class Harness:
@@ -271,3 +277,115 @@ def test_a_second_stop_waits_for_the_first_and_gets_the_same_answer():
     assert first.result == second.result
     assert first.result["caller"] == {"authid": "a"}
     assert h.topics("on_component_stop")[-1]["caller"] == {"authid": "a"}
+
+
+# -- readiness and cancelled starts -----------------------------------------------------------
+
+
+def test_the_ready_grace_is_the_components_or_else_the_containers():
+    h = Harness({"ready_grace": 2.5})
+    h.start("c1")
+    assert FakeRun.runs[-1].ready_grace == 2.5
+    config = {**CONFIG, "ready_grace": 0.25}
+    Deferred.fromCoroutine(h.supervisor.start("c2", config))
+    assert FakeRun.runs[-1].ready_grace == 0.25
+    assert Harness({}).supervisor.options.ready_grace == 1.0  # the default
+    assert h.clock.getDelayedCalls() == []
+
+
+def test_a_component_running_inside_onjoin_is_running_and_says_so():
+    h = Harness({})
+    starting = h.start()
+    assert h.supervisor.get("c1")["phase"] == "connecting"
+    FakeRun.runs[-1].join(ready_by="grace")
+    assert starting.result["state"] == "running"
+    assert (starting.result["phase"], starting.result["ready_by"]) == ("onjoin_running", "grace")
+    record = h.supervisor.get("c1")
+    assert (record["state"], record["phase"], record["ready_by"]) == (
+        "running", "onjoin_running", "grace")
+    event = h.topics("on_component_start")[-1]
+    assert (event["phase"], event["ready_by"]) == ("onjoin_running", "grace")
+    FakeRun.runs[-1].end(StopReason.FAILED, "onJoin raised RuntimeError: x")
+    record = h.supervisor.get("c1")
+    assert (record["state"], record["phase"], record["ready_by"]) == ("failed", None, None)
+    assert h.clock.getDelayedCalls() == []
+
+
+def test_a_component_that_left_says_how_in_its_stop_event():
+    h = Harness({"restart": "restart-failed"})
+    h.started()
+    FakeRun.runs[-1].end(StopReason.LEFT, "component left: wamp.close.normal the component "
+                                          "called reactor.stop()")
+    stop = h.topics("on_component_stop")[-1]
+    assert (stop["reason"], stop["will_restart"]) == ("left", False)
+    assert "reactor.stop()" in stop["message"]
+    assert h.state() == "stopped"
+    assert h.clock.getDelayedCalls() == []
+
+
+def test_a_start_cancelled_by_its_caller_stops_the_session_and_leaves_nothing():
+    from container.errors import StartCancelled
+
+    h = Harness({"restart": "restart-always"})
+    starting = h.start()
+    run = FakeRun.runs[-1]
+    starting.cancel()
+    assert run.stopped
+    assert isinstance(starting.result.value, StartCancelled)
+    starting.addErrback(lambda _: None)
+    assert h.supervisor.list() == []
+    stop = h.topics("on_component_stop")[-1]
+    assert (stop["reason"], stop["will_restart"], stop["message"]) == (
+        "requested", False, "start_component was cancelled by its caller")
+    assert h.topics("on_component_start") == []
+    assert h.shutdowns == []
+    assert h.clock.getDelayedCalls() == []
+
+
+def test_a_cancelled_start_holds_its_id_until_its_session_is_gone():
+    from container.errors import AlreadyRunning
+
+    h = Harness({})
+    starting = h.start()
+    run = FakeRun.runs[-1]
+    run.stopping = Deferred()
+    starting.cancel()
+    outcome: list[Any] = []
+    starting.addBoth(outcome.append)
+    assert h.state() == "stopping" and outcome == []  # answers once the session is gone
+    again = h.start()
+    assert isinstance(again.result.value, AlreadyRunning)
+    again.addErrback(lambda _: None)
+    run.stopping.callback(None)
+    assert outcome[0].type.__name__ == "StartCancelled"
+    assert h.supervisor.list() == []
+    h.started()
+    assert h.state() == "running"
+    assert h.clock.getDelayedCalls() == []
+
+
+def test_a_start_cancelled_while_waiting_for_the_router_stops_its_retries():
+    h = Harness({"restart_backoff": {"first": 1.0, "jitter": 0.0}})
+    starting = h.start(wait_for_router=True)
+    FakeRun.runs[-1].ready.errback(CannotConnect("refused"))
+    assert h.state() == "restarting" and len(h.clock.getDelayedCalls()) == 1
+    starting.cancel()
+    starting.addErrback(lambda _: None)
+    assert h.supervisor.list() == []
+    assert h.topics("on_component_stop")[-1]["reason"] == "requested"
+    assert h.clock.getDelayedCalls() == []
+
+
+def test_a_stop_during_a_cancelled_start_is_the_same_stop():
+    h = Harness({})
+    starting = h.start()
+    run = FakeRun.runs[-1]
+    run.stopping = Deferred()
+    stopping = Deferred.fromCoroutine(h.supervisor.stop("c1"))
+    starting.cancel()
+    run.stopping.callback(None)
+    assert stopping.result["reason"] == "requested"
+    starting.addErrback(lambda _: None)
+    assert h.supervisor.list() == []
+    assert len(h.topics("on_component_stop")) == 1
+    assert h.clock.getDelayedCalls() == []

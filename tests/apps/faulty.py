@@ -36,6 +36,13 @@ class SlowJoin(ApplicationSession):
         return Deferred()
 
 
+class NeverJoins(ApplicationSession):
+    """Connects and never asks to join its realm."""
+
+    def onConnect(self):
+        pass
+
+
 class NotASession:
     pass
 
