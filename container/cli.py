@@ -105,6 +105,15 @@ def run_worker(arguments: argparse.Namespace) -> int:
     except InvalidConfiguration as error:
         print(f"container worker: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    if settings.state_file is not None:
+        from container.checkpoint import CheckpointError, check_writable
+
+        try:
+            check_writable(settings.state_file)
+        except CheckpointError as error:
+            print(f"container worker: error: --state-file {settings.state_file}: {error}",
+                  file=sys.stderr)
+            return EXIT_USAGE
     try:
         apply_process_options(settings.options)
     except (InvalidConfiguration, OSError, ImportError) as error:

@@ -450,7 +450,27 @@ async def show_status(client: Any, workers: Sequence[WorkerRef], out: Output) ->
             ])
         if rows:
             out.table(["worker", "pid", "uptime", "components", "restart", "shutdown"], rows)
+        for worker, status, error in answers:
+            if error is None:
+                for note in checkpoint_notes(status.get("checkpoint")):
+                    out.line(f"worker {worker.id}: {note}", style="yellow")
     return EXIT_OK if all(error is None for _, _, error in answers) else EXIT_FAILED
+
+
+def checkpoint_notes(checkpoint: Any) -> list[str]:
+    """What a person should know about a worker's checkpoint (``get_status``'s
+    ``checkpoint``): a failing write, a checkpoint set aside at start."""
+    if not isinstance(checkpoint, dict):
+        return []
+    notes = []
+    if checkpoint.get("ok") is False:
+        notes.append(f"checkpoint failing: {checkpoint.get('error')}")
+    aside = checkpoint.get("set_aside")
+    if isinstance(aside, dict):
+        where = aside.get("moved_to") or "(could not be moved)"
+        notes.append(f"checkpoint {aside.get('path')} {aside.get('problem')}; set aside as "
+                     f"{where}")
+    return notes
 
 
 def load_component_file(file: str) -> dict[str, Any]:

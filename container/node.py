@@ -429,10 +429,36 @@ class Node:
             worker.announced_exit = code if isinstance(code, int) else None
 
     def _worker_ready(self, worker: WorkerHandle) -> None:
+        respawned = worker.ready_once and worker.ready_generation != worker.child.generation
         worker.ready_once = True
         worker.ready_generation = worker.child.generation
+        if respawned:
+            checking = Deferred.fromCoroutine(self._check_resumed(worker))
+            checking.addErrback(lambda failure: self.output.error(
+                f"worker '{worker.plan.id}': cannot check its resumed checkpoint: "
+                f"{failure.getErrorMessage()}"))
         self._start_pending(worker)
         self._check_up()
+
+    async def _check_resumed(self, worker: WorkerHandle) -> None:
+        """A respawned worker resumes its checkpoint. If it had to set the checkpoint aside
+        (unreadable, of the wrong shape, another worker's), nothing came back: say so, and
+        start the configured components again."""
+        try:
+            status = await self.link.call(worker.plan.prefix, "get_status")
+        except Exception:
+            return  # gone again: its next ready event brings us back here
+        aside = (status.get("checkpoint") or {}).get("set_aside") if isinstance(
+            status, dict) else None
+        if not aside:
+            return
+        self.output.node_event(
+            "checkpoint set aside", f"{aside.get('path')}: {aside.get('problem')}; kept as "
+            f"{aside.get('moved_to')}; starting the configured components again",
+            worker=worker.plan.id, checkpoint=aside)
+        for component in worker.plan.components:
+            worker.pending.setdefault(component["id"], component)
+        self._start_pending(worker)
 
     def _start_pending(self, worker: WorkerHandle) -> None:
         """Start the configured components not known to run yet (only the first process of

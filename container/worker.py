@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -23,9 +22,16 @@ import txaio
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import CloseDetails, ComponentConfig, PublishOptions, SessionDetails
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, FirstError
 
 from container.api import ManagementApi
+from container.checkpoint import (
+    CheckpointError,
+    encode_checkpoint,
+    read_checkpoint,
+    remove_stale_temporaries,
+    write_atomically,
+)
 from container.config import ConfigWarning, ContainerOptions, parse_container_options
 from container.connector import build_endpoint
 from container.context import outside_components
@@ -49,6 +55,10 @@ EXIT_CLEAN = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_MANAGEMENT_REFUSED = 3
+
+PROCEDURE_EXISTS = "wamp.error.procedure_already_exists"
+CHECKPOINT_RETRY_FIRST = 0.5
+CHECKPOINT_RETRY_MAX = 30.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,15 @@ class ManagementSession(AuthenticatingSession):
         super().onUserError(fail, msg)
 
 
+class WorkerApi(ManagementApi):
+    """The management API, with what only the process context knows added to the status."""
+
+    worker: Worker
+
+    def get_status(self) -> dict[str, Any]:
+        return {**super().get_status(), "checkpoint": self.worker.checkpoint_status()}
+
+
 class Worker:
     """The process context of one container worker."""
 
@@ -101,7 +120,8 @@ class Worker:
         self.started_wall = datetime.now(UTC)
         self.exit_code: int | None = None
         self.done: Deferred[int] = Deferred()
-        self.api = ManagementApi(None, settings.worker_id, settings.uri_prefix, self.shutdown)  # type: ignore[arg-type]
+        self.api = WorkerApi(None, settings.worker_id, settings.uri_prefix, self.shutdown)  # type: ignore[arg-type]
+        self.api.worker = self
         self.supervisor = Supervisor(
             reactor,
             settings.options,
@@ -118,6 +138,10 @@ class Worker:
         self._shutdown_started = False
         self._stopped_ids: Deferred[list[str]] | None = None
         self._checkpoint_call: Any = None
+        self._checkpoint_error: str | None = None
+        self._checkpoint_retry = CHECKPOINT_RETRY_FIRST
+        self._checkpoint_problem: dict[str, Any] | None = None
+        self._resume: dict[str, Any] = {}
         self._stop_guard: Any = None
 
     def _source_watcher(self) -> SourceWatcher | None:
@@ -138,6 +162,7 @@ class Worker:
         """Connect to the management realm (retrying with backoff until it answers)."""
         for warning in self.settings.options.warnings:
             log.warn("options.{warning}", warning=warning)
+        self._load_checkpoint()
         # a component's reactor.stop() ends that component, not this process
         self._stop_guard = guard_reactor_stop(self.reactor, self.supervisor.live_runs)
         factory = self._management_factory()
@@ -165,7 +190,14 @@ class Worker:
         return client_factory(self.settings.management, make_session, self.settings.serializer)
 
     async def management_joined(self, session: ManagementSession, details: SessionDetails) -> None:
-        await self.api.attach(session)
+        try:
+            await self.api.attach(session)
+        except FirstError as error:
+            refused = error.subFailure.value
+            if not (isinstance(refused, ApplicationError) and refused.error == PROCEDURE_EXISTS):
+                raise
+            self._id_in_use(session, refused)
+            return
         first = not self._joined_once
         self._joined_once = True
         self.api.publish("on_worker_ready", self._ready_event(details, reconnected=not first),
@@ -174,6 +206,25 @@ class Worker:
                  id=self.settings.worker_id, realm=details.realm, prefix=self.api.prefix)
         if first:
             self._resume_checkpoint()
+
+    def _id_in_use(self, session: ManagementSession, error: ApplicationError) -> None:
+        """Another process serves this worker's API already. The first time: that is another
+        worker with the same id, and this one exits 3. On a rejoin it may be our own earlier
+        session the router has not dropped yet: leave, and join again after a backoff."""
+        self.api.detach()
+        if self._joined_once:
+            log.warn("the management API {prefix} is still registered (our previous session "
+                     "may linger on the router): {error}; joining again",
+                     prefix=self.api.prefix, error=error.error_message())
+            session.leave("wamp.close.normal", "worker id in use")
+            return
+        log.error("another worker with id '{id}' is already serving {prefix} on the management "
+                  "realm; this one exits ({error})", id=self.settings.worker_id,
+                  prefix=self.api.prefix, error=error.error_message())
+        self._shutdown_started = True
+        session.leave("wamp.close.normal", "worker id in use")
+        self._stop_service()
+        self._finish(EXIT_MANAGEMENT_REFUSED)
 
     def _ready_event(self, details: SessionDetails, reconnected: bool) -> dict[str, Any]:
         return {
@@ -201,34 +252,78 @@ class Worker:
 
     # -- checkpoint and resume ----------------------------------------------------------
 
+    def checkpoint_status(self) -> dict[str, Any] | None:
+        """The checkpoint's health for ``get_status``: None without a state file."""
+        if self.settings.state_file is None:
+            return None
+        return {"path": self.settings.state_file, "ok": self._checkpoint_error is None,
+                "error": self._checkpoint_error, "set_aside": self._checkpoint_problem}
+
+    def _load_checkpoint(self) -> None:
+        """Read the checkpoint before connecting; one that cannot be used is set aside."""
+        path = self.settings.state_file
+        if path is None:
+            return
+        loaded = read_checkpoint(path, self.settings.worker_id)
+        self._resume = loaded.components
+        if loaded.problem is None:
+            return
+        self._checkpoint_problem = {"path": path, "problem": loaded.problem,
+                                    "moved_to": loaded.aside}
+        if loaded.aside is not None:
+            log.error("the checkpoint {path} {problem}: it was set aside as {aside} and "
+                      "nothing is resumed from it", path=path, problem=loaded.problem,
+                      aside=loaded.aside)
+        else:
+            # never overwrite the evidence: no checkpoint is written in this process
+            self._checkpoint_error = f"{path} {loaded.problem}; not overwriting it"
+            log.error("the checkpoint {path} {problem}; nothing is resumed and no checkpoint "
+                      "is written", path=path, problem=loaded.problem)
+
     def _checkpoint_soon(self) -> None:
         """Coalesce many registry changes into one write of the state file."""
         if self.settings.state_file is None or self._shutdown_started:
             return
         if self._checkpoint_call is None or not self._checkpoint_call.active():
-            self._checkpoint_call = self.reactor.callLater(0, self.write_checkpoint)
+            self._checkpoint_call = self.reactor.callLater(0, self._checkpoint_due)
 
-    def write_checkpoint(self) -> None:
+    def _checkpoint_due(self) -> None:
+        if not self._shutdown_started and not self.write_checkpoint():
+            self._checkpoint_call = self.reactor.callLater(self._checkpoint_retry,
+                                                           self._checkpoint_due)
+            self._checkpoint_retry = min(self._checkpoint_retry * 2, CHECKPOINT_RETRY_MAX)
+
+    def write_checkpoint(self) -> bool:
+        """Write the component set to the state file; False (logged, and shown by
+        ``get_status``) if that failed."""
         path = self.settings.state_file
         if path is None:
-            return
-        state = {"worker": self.settings.worker_id, "components": self.supervisor.resumable()}
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".state-")
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(state, file)
-        os.replace(temporary, path)
+            return True
+        if self._checkpoint_problem is not None and self._checkpoint_problem["moved_to"] is None:
+            return True  # an unreadable checkpoint we could not set aside is kept as it is
+        try:
+            data = encode_checkpoint(self.settings.worker_id, self.supervisor.resumable())
+            write_atomically(path, data)
+        except (CheckpointError, OSError, TypeError, ValueError) as error:
+            cause = error.strerror if isinstance(error, OSError) and error.strerror else error
+            message = f"cannot write the checkpoint {path}: {cause}"
+            if message != self._checkpoint_error:
+                log.error("{message}; retrying", message=message)
+            self._checkpoint_error = message
+            return False
+        if self._checkpoint_error is not None:
+            log.info("the checkpoint {path} is written again", path=path)
+        self._checkpoint_error = None
+        self._checkpoint_retry = CHECKPOINT_RETRY_FIRST
+        return True
 
     def _resume_checkpoint(self) -> None:
         path = self.settings.state_file
-        if path is None or not os.path.exists(path):
+        if path is None:
             return
-        try:
-            with open(path, encoding="utf-8") as file:
-                components = json.load(file).get("components", {})
-        except (OSError, ValueError) as error:
-            log.error("cannot read state file {path}: {error}", path=path, error=error)
+        remove_stale_temporaries(path)
+        components, self._resume = self._resume, {}
+        if not components:
             return
         log.info("resuming {n} component(s) from {path}", n=len(components), path=path)
         for component_id, config in components.items():
@@ -296,6 +391,8 @@ class Worker:
     def _finish(self, exit_code: int) -> None:
         if self.exit_code is None:
             self.exit_code = exit_code
+            if self._checkpoint_call is not None and self._checkpoint_call.active():
+                self._checkpoint_call.cancel()
             if self._stop_guard is not None:
                 self._stop_guard.remove_source(self.supervisor.live_runs)
             outside_components(self.done.callback, exit_code)

@@ -187,3 +187,23 @@ async def test_a_socket_folder_left_by_a_killed_node_is_replaced_by_the_next_run
         assert not socket_path.parent.exists()
     finally:
         shutil.rmtree(deep.parent.parent, ignore_errors=True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_corrupt_checkpoint_is_set_aside_and_the_configured_components_come_back(
+    nodes,  # noqa: F811
+) -> None:
+    port = free_port()
+    node = nodes(hello_config(port))
+    await node.wait_event("node ready")
+    state_file = node.run_dir / "w1.state.json"
+    worker_pid = node.ctl()["workers"][0]["pid"]
+    os.kill(worker_pid, signal.SIGSTOP)  # no checkpoint write can race the corruption
+    state_file.write_text("[]")
+    os.kill(worker_pid, signal.SIGKILL)
+    [aside] = await node.wait_event("checkpoint set aside", worker="w1")
+    assert Path(aside["checkpoint"]["moved_to"]).read_text() == "[]", "the evidence is kept"
+    await node.wait_event("on_component_start", count=2, component="greeter")
+    await node.wait_event("on_component_start", count=2, component="listener")
+    node.signal(signal.SIGTERM)
+    assert await node.wait_exit(STOP_DEADLINE) == 0

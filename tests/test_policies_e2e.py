@@ -295,10 +295,11 @@ async def test_the_component_set_is_checkpointed_and_resumed(workers, tmp_path):
     saved = read_state(state_file)
 
     # a new worker process given that file brings the same set back by itself
+    # (a checkpoint is resumed only by the worker id it was written for)
     resumed_file = str(tmp_path / "resumed.json")
     with open(resumed_file, "w", encoding="utf-8") as handle:
-        json.dump(saved, handle)
-    second = await workers({}, state_file=resumed_file)
+        json.dump({**saved, "worker": "resumer"}, handle)
+    second = await workers({}, state_file=resumed_file, worker_id="resumer")
     await second.events.wait_for("on_component_start", id="c1")
     await second.events.wait_for("on_component_start", id="c3")
     assert await second.call("get_components") == ["c1", "c3"]
