@@ -99,6 +99,25 @@ class IllegalTransition(RuntimeError):
 StateListener = Callable[["HostedComponent", ComponentState, ComponentState], None]
 
 
+# the keys of an ``auth`` method whose values are secrets (ticket, WAMP-CRA, SCRAM, cryptosign)
+SECRET_KEYS = frozenset({"ticket", "secret", "password", "privkey", "private_key"})
+REDACTED = "***"
+
+
+def shown_config(raw: Any) -> Any:
+    """The configuration as the API and the events show it: every ``auth`` secret replaced
+    by ``***``. The component itself keeps using the real one."""
+    auth = raw.get("auth") if isinstance(raw, dict) else None
+    if not isinstance(auth, dict):
+        return raw
+    shown = {
+        method: {key: REDACTED if key in SECRET_KEYS else value
+                 for key, value in settings.items()} if isinstance(settings, dict) else settings
+        for method, settings in auth.items()
+    }
+    return {**raw, "auth": shown}
+
+
 def _utc_text(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment else None
 
@@ -213,7 +232,7 @@ class HostedComponent:
         return {
             "id": self.id,
             "state": self.state.value,
-            "config": self.spec.raw,
+            "config": shown_config(self.spec.raw),
             "started": _utc_text(self.started_wall),
             "uptime": self.uptime(),
             "restarts": self.restarts,
@@ -231,7 +250,7 @@ class HostedComponent:
         """What ``start_component`` returns once the component is ready."""
         return {
             "id": self.id,
-            "config": self.spec.raw,
+            "config": shown_config(self.spec.raw),
             "started": _utc_text(self.started_wall),
             "session": self.session_id,
             "realm": self.realm,

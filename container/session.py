@@ -477,11 +477,13 @@ class SessionRun:
         return self.session
 
     def _connected(self, connection: connector.ClientConnection) -> None:
-        self._connecting = None  # nothing left to cancel
+        self._connecting = None  # nothing left to cancel, and a transport to close
 
     def _connect_failed(self, failure: Failure) -> None:
         self.phase = None
-        if failure.check(CancelledError):
+        # a cancelled TCP connect fails with ConnectingCancelledError, not CancelledError:
+        # whatever the error, a connect that a stop cut short is a cancelled start
+        if self._stop_requested or failure.check(CancelledError):
             failure = Failure(StartCancelled("the start was cancelled by a stop request"))
         self._settle(failure)
 
@@ -723,21 +725,31 @@ class SessionRun:
     # -- stopping ---------------------------------------------------------------------------
 
     def stop(self, timeout: float) -> Deferred[None]:
-        """Leave (GOODBYE) and close the transport; abort it after ``timeout`` seconds."""
+        """Leave (GOODBYE) and close the transport; abort it after ``timeout`` seconds.
+
+        Fires once the transport is closed, and after ``timeout`` at the latest. A run that
+        never got a transport (its connect failed, or the stop cancelled it) is stopped at
+        once: there is nothing to close.
+        """
         self._stop_requested = True
-        if self._connecting is not None and not self._connecting.called:
-            self._connecting.cancel()
-        if self.connection is None or self.connection.is_closed:
+        connecting = self._connecting  # None once connected
+        if connecting is not None and not connecting.called:
+            connecting.cancel()
+        connection = self.connection
+        if connection is None or connection.is_closed or connecting is not None:
+            if connection is not None:
+                self._settle(StartCancelled("the start was cancelled by a stop request"))
             return succeed(None)
         self._close_session("wamp.close.normal", "stopped by the container")
         waiter = self._when_closed()
         waiter.addTimeout(timeout, self.reactor, onTimeoutCancel=self._stop_timed_out)
         return waiter
 
-    def _stop_timed_out(self, result: Any, timeout: float) -> Deferred[None]:
+    def _stop_timed_out(self, result: Any, timeout: float) -> None:
         self.log.warn("did not close within {timeout} s: aborting its transport", timeout=timeout)
         self._abort()
-        return self._when_closed()
+        # the abort drops the transport now; the stop does not wait for it to say so
+        return None
 
     def _when_closed(self) -> Deferred[None]:
         """Fires once the transport is closed (at once if it already is)."""

@@ -129,8 +129,7 @@ class Supervisor:
         if component.stopping is None and component.state in (
             ComponentState.STARTING, ComponentState.RESTARTING
         ):
-            component.stopping = Deferred.fromCoroutine(self._stop(
-                component, None, "start_component was cancelled by its caller"))
+            self._stopping(component, None, "start_component was cancelled by its caller")
         if component.stopping is None:
             self._discard_failed_start(component)
             return
@@ -142,26 +141,50 @@ class Supervisor:
     async def stop(self, component_id: str, caller: Any = None) -> dict[str, Any]:
         """Stop a component (GOODBYE, transport closed, abort after the stop timeout).
 
-        A second stop of a component that is already stopping waits for the first one and
-        returns the same answer.
+        Answers within the stop timeout whatever the component is doing (connecting,
+        waiting for its router, backing off, running). A second stop of a component that is
+        already stopping waits for the first one and returns the same answer. A component
+        that already ended by itself (stopped or failed) is only removed: no second stop
+        event, and ``reason`` is why it ended.
         """
-        component = self._get(component_id)
-        if component.stopping is not None:
-            return await share(component.stopping)
-        component.stopping = Deferred.fromCoroutine(self._stop(component, caller))
-        return await share(component.stopping)
+        return await share(self._stopping(self._get(component_id), caller))  # type: ignore[no-any-return]
+
+    def _stopping(
+        self, component: HostedComponent, caller: Any, message: str | None = None
+    ) -> Deferred[dict[str, Any]]:
+        """The stop of ``component`` under way, begun if there is none.
+
+        ``component.stopping`` is set before the stop runs any step: a start that the stop
+        wakes up (its connect or backoff cancelled) sees that a stop caused it.
+        """
+        if component.stopping is None:
+            stopping: Deferred[dict[str, Any]] = Deferred()
+            component.stopping = stopping
+            Deferred.fromCoroutine(self._stop(component, caller, message)).chainDeferred(
+                stopping)
+        return component.stopping
 
     async def _stop(
         self, component: HostedComponent, caller: Any, message: str | None = None
     ) -> dict[str, Any]:
         uptime = component.uptime()
-        self._cancel_pending_restart(component)
+        if component.state in (ComponentState.STOPPED, ComponentState.FAILED):
+            # it ended by itself and was told so once: only forget it
+            self._forget(component)
+            reason = component.stop_reason or StopReason.REQUESTED
+            return {"component_id": component.id, "uptime": 0.0, "reason": reason.value,
+                    "caller": caller}
+        had_session = component.state is not ComponentState.RESTARTING
         component.stop_reason = StopReason.REQUESTED
         component.stop_caller = caller
         component.stop_message = message
         component.set_state(ComponentState.STOPPING)
-        if component.run is not None:
-            await component.run.stop(self.options.stop_timeout)
+        self._cancel_pending_restart(component)
+        run = component.run
+        if run is not None and had_session:
+            await self._bounded_stop(component, run)
+            if not run.ready.called:  # a start the stop cut short answers now, at the latest
+                run.ready.errback(StartCancelled("the start was cancelled by a stop request"))
         component.set_state(ComponentState.STOPPED)
         self._forget(component)
         return {
@@ -170,6 +193,44 @@ class Supervisor:
             "reason": StopReason.REQUESTED.value,
             "caller": caller,
         }
+
+    def _bounded_stop(self, component: HostedComponent, run: SessionRun) -> Deferred[None]:
+        """Stop ``run``; fires when it has stopped, or after the stop timeout at the latest.
+
+        The run aborts its transport at the timeout itself; this bound is for a run that
+        still does not answer, so that no stop, and no shutdown, can hang.
+        """
+        timeout = self.options.stop_timeout
+        done: Deferred[None] = Deferred()
+        timer: list[Any] = []
+
+        def finished(outcome: Any) -> None:
+            if isinstance(outcome, Failure):
+                component.log.warn("stopping its session failed: {error}",
+                                   error=outcome.value)
+            for call in timer:
+                if call.active():
+                    call.cancel()
+            if not done.called:
+                done.callback(None)
+
+        def expired() -> None:
+            if not done.called:
+                component.log.warn("its session did not end within {timeout} s: given up on",
+                                   timeout=timeout)
+                done.callback(None)
+
+        try:
+            stopping = run.stop(timeout)
+        except Exception as error:
+            component.log.warn("stopping its session failed: {error}", error=error)
+            done.callback(None)
+            return done
+        if not done.called:
+            # scheduled after the run's own abort timer, which goes first at the same time
+            timer.append(self.reactor.callLater(timeout, expired))
+        stopping.addBoth(finished)
+        return done
 
     def live_runs(self) -> list[SessionRun]:
         """The session runs of the components that have one (for the reactor.stop guard)."""
@@ -228,9 +289,16 @@ class Supervisor:
         return [self.components[i].record() for i in ids] if full else ids
 
     async def shutdown(self) -> list[str]:
-        """Stop every component, newest first, all at once; returns the ids stopped."""
+        """Stop every component, newest first, all at once; returns the ids stopped.
+
+        Components that already stopped or failed by themselves are neither stopped again
+        nor listed. Each stop is bounded by the stop timeout, so the shutdown is too.
+        """
         self.shutting_down = True
-        ids = list(reversed(self.components))
+        ids = [
+            i for i, c in reversed(self.components.items())
+            if c.state not in (ComponentState.STOPPED, ComponentState.FAILED)
+        ]  # one that ended by itself was counted then, and is not stopped again
         stops = [Deferred.fromCoroutine(self.stop(i)) for i in ids if i in self.components]
         results = await DeferredList(stops, consumeErrors=True)
         for ok, result in results:
@@ -339,6 +407,8 @@ class Supervisor:
         details = await run.start(
             self.options.start_timeout, self.options.ready_grace if grace is None else grace
         )
+        if component.stopping is not None or component.state is not ComponentState.STARTING:
+            raise StartCancelled("the start was cancelled by a stop request")
         component.last_error = None if component.attempt == 0 else component.last_error
         component.mark_running(details.session, details.realm, getattr(run, "ready_by", None))
 
@@ -349,6 +419,10 @@ class Supervisor:
                 await self._launch(component)
                 return
             except CannotConnect as error:
+                if component.stopping is not None or (
+                    component.state is not ComponentState.STARTING
+                ):
+                    raise StartCancelled("the start was cancelled by a stop request") from None
                 delay = self._schedule_retry(component, StopReason.LOST, str(error))
             try:
                 component.pending_restart = deferLater(self.reactor, delay, lambda: None)
@@ -396,6 +470,10 @@ class Supervisor:
         self, component: HostedComponent, reason: StopReason, message: str, counts: bool
     ) -> None:
         """Apply the restart policy to a component that ended by itself."""
+        if component.stopping is not None or component.state not in (
+            ComponentState.STARTING, ComponentState.RUNNING
+        ):
+            return  # a requested stop under way owns what happens next
         component.stop_reason = reason
         component.stop_message = message
         if reason.is_failure:

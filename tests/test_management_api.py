@@ -4,6 +4,7 @@ process, and a management client calling over a real loopback socket."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 import pytest_twisted
@@ -445,3 +446,62 @@ async def test_tls_to_a_plain_listener_is_cannot_connect(env):
         "crossbar.error.cannot_connect")
     assert f"tls 127.0.0.1:{env.router.app_port}" in message(error)
     assert await env.call("get_components") == []
+
+
+@pytest.mark.parametrize(
+    ("auth", "secret"),
+    [
+        ({"ticket": {"authid": "alice", "ticket": "alice-ticket"}}, "alice-ticket"),
+        ({"wampcra": {"authid": "bob", "secret": "bob-secret"}}, "bob-secret"),
+    ],
+)
+@pytest_twisted.ensureDeferred
+async def test_auth_secrets_are_never_shown(env, auth, secret):
+    config = env.component("hello.Quiet", env.router.authenticated_transport(), auth=auth)
+    started = await env.call("start_component", "secretive", config)
+    assert started["state"] == "running"  # it joined with the real secret
+    shown = await env.call("get_component", "secretive")
+    event = await env.events.wait_for("on_component_start", id="secretive")
+    for answer in (started, shown, event):
+        assert secret not in repr(answer)
+        method = next(iter(auth))
+        assert answer["config"]["auth"][method]["authid"] == auth[method]["authid"]
+        assert "***" in answer["config"]["auth"][method].values()
+    # a restart joins again: the container kept the real secret
+    restarted = await env.call("restart_component", "secretive")
+    assert restarted["started"]["state"] == "running"
+    assert secret not in repr(restarted)
+
+
+def _unreachable_transport() -> dict[str, Any]:
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return {"type": "rawsocket", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": port}}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stop_while_waiting_for_an_unreachable_router_answers(env):
+    config = env.component("hello.Quiet", _unreachable_transport())
+    starting = env.call("start_component", "waiting", config, wait_for_router=True)
+    await env.events.wait_for("on_component_restart", id="waiting")
+    stopped = await env.call("stop_component", "waiting")
+    assert stopped["reason"] == "requested"
+    await expect_error(starting, "crossbar.error.cancelled")
+    assert await env.call("get_components") == []
+
+
+@pytest.mark.parametrize("wait_for_router", [False, True])
+@pytest_twisted.ensureDeferred
+async def test_a_stop_right_after_a_start_answers_both(env, wait_for_router):
+    config = env.component("hello.Quiet", _unreachable_transport())
+    starting = env.call("start_component", "hasty", config, wait_for_router=wait_for_router)
+    stopped = await env.call("stop_component", "hasty")
+    assert stopped["reason"] == "requested"
+    await expect_error(starting, "crossbar.error.cancelled")
+    assert await env.call("get_components") == []
+    # the worker is not wedged: it still starts and stops components
+    await env.call("start_component", "after", env.component("hello.Quiet"))
+    assert (await env.call("stop_component", "after"))["reason"] == "requested"

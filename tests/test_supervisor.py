@@ -12,6 +12,7 @@ import pytest
 from autobahn.wamp.types import SessionDetails
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 
 from container.config import parse_container_options
 from container.errors import CannotConnect, ComponentStartFailed
@@ -52,9 +53,21 @@ class FakeRun:
     def end(self, reason: StopReason, message: str = "") -> None:
         self.on_end(self.owner, self, SessionEnd(reason, message))
 
+    # how a run answers a stop: "plain" (at once, its start left as it is), "cannot_connect"
+    # (a start still connecting fails with CannotConnect, as a cancelled TCP connect does),
+    # "hangs" (never answers, and neither does its start)
+    stop_mode = "plain"
+
     def stop(self, timeout: float) -> Deferred[None]:
         self.stopped = True
-        return self.stopping if self.stopping is not None else succeed(None)
+        if self.stopping is not None:
+            return self.stopping
+        if FakeRun.stop_mode == "cannot_connect" and not self.ready.called:
+            self.ready.errback(CannotConnect("cannot connect: ConnectingCancelledError"))
+        if FakeRun.stop_mode == "hangs":
+            self.stopping = Deferred()
+            return self.stopping
+        return succeed(None)
 
 
 class Harness:
@@ -63,6 +76,7 @@ class Harness:
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.shutdowns: list[tuple[int, str]] = []
         FakeRun.runs = []
+        FakeRun.stop_mode = "plain"
         self.supervisor = Supervisor(
             self.clock, parse_container_options(options), emit=self._emit,
             request_shutdown=lambda code, why: self.shutdowns.append((code, why)),
@@ -389,3 +403,202 @@ def test_a_stop_during_a_cancelled_start_is_the_same_stop():
     assert h.supervisor.list() == []
     assert len(h.topics("on_component_stop")) == 1
     assert h.clock.getDelayedCalls() == []
+
+
+# -- every request answers, in every state (issue 12) ----------------------------------------
+
+STOP_TIMEOUT = 5.0
+BACKOFF = {"first": 1.0, "initial": 1.0, "jitter": 0.0}
+
+
+def _connecting(h: Harness) -> None:
+    h.pending.append(h.start())
+
+
+def _waiting_for_router(h: Harness) -> None:
+    h.pending.append(h.start(wait_for_router=True))
+    FakeRun.runs[-1].ready.errback(CannotConnect("refused"))
+    assert h.state() == "restarting"
+
+
+def _connecting_again_for_router(h: Harness) -> None:
+    _waiting_for_router(h)
+    h.clock.advance(1.0)
+    assert h.state() == "starting"
+
+
+def _running(h: Harness) -> None:
+    h.started()
+
+
+def _backing_off(h: Harness) -> None:
+    h.started()
+    FakeRun.runs[-1].end(StopReason.FAILED, "boom")
+    assert h.state() == "restarting"
+
+
+def _connecting_to_restart(h: Harness) -> None:
+    _backing_off(h)
+    h.clock.advance(1.0)
+    assert h.state() == "starting"
+
+
+def _stopping(h: Harness) -> None:
+    run = h.started()
+    run.stopping = Deferred()  # this stop never answers by itself
+    h.pending.append(Deferred.fromCoroutine(h.supervisor.stop("c1")))
+    assert h.state() == "stopping"
+
+
+def _stopped_by_itself(h: Harness) -> None:
+    h.started()
+    FakeRun.runs[-1].end(StopReason.LEFT, "component left")
+    assert h.state() == "stopped"
+
+
+def _failed_by_itself(h: Harness) -> None:
+    h.started()
+    FakeRun.runs[-1].end(StopReason.FAILED, "boom")
+    assert h.state() == "failed"
+
+
+STATES = {
+    "connecting": ("restart-always", _connecting),
+    "waiting_for_router": ("restart-always", _waiting_for_router),
+    "connecting_again_for_router": ("restart-always", _connecting_again_for_router),
+    "running": ("restart-always", _running),
+    "backing_off": ("restart-always", _backing_off),
+    "connecting_to_restart": ("restart-always", _connecting_to_restart),
+    "stopping": ("restart-always", _stopping),
+    "stopped_by_itself": ("restart-never", _stopped_by_itself),
+    "failed_by_itself": ("restart-never", _failed_by_itself),
+}
+
+
+def _request(h: Harness, request: str) -> Deferred[Any]:
+    supervisor = h.supervisor
+    if request == "start":
+        return h.start()
+    if request == "start_waiting_for_router":
+        return h.start(wait_for_router=True)
+    if request == "stop":
+        return Deferred.fromCoroutine(supervisor.stop("c1"))
+    if request == "restart":
+        return Deferred.fromCoroutine(supervisor.restart("c1"))
+    return Deferred.fromCoroutine(supervisor.shutdown())
+
+
+@pytest.mark.parametrize("stop_mode", ["plain", "cannot_connect", "hangs"])
+@pytest.mark.parametrize("request_name", ["start", "start_waiting_for_router", "stop",
+                                          "restart", "shutdown"])
+@pytest.mark.parametrize("state", list(STATES))
+def test_every_request_answers_in_every_state(state, request_name, stop_mode, monkeypatch):
+    from container.component import HostedComponent, IllegalTransition
+    from container.errors import ContainerError
+
+    illegal: list[IllegalTransition] = []
+    set_state = HostedComponent.set_state
+
+    def watched_set_state(self: HostedComponent, new_state: Any) -> None:
+        try:
+            set_state(self, new_state)
+        except IllegalTransition as error:
+            illegal.append(error)
+            raise
+
+    monkeypatch.setattr(HostedComponent, "set_state", watched_set_state)
+    restart, setup = STATES[state]
+    h = Harness({"restart": restart, "restart_backoff": BACKOFF, "stop_timeout": STOP_TIMEOUT})
+    h.pending = []
+    setup(h)
+    FakeRun.stop_mode = stop_mode
+    answer = _request(h, request_name)
+    h.clock.advance(STOP_TIMEOUT + 0.001)
+    # the router answers every connect still under way that no stop cut short
+    for run in FakeRun.runs:
+        if not run.ready.called and not run.stopped:
+            run.join()
+    h.clock.advance(STOP_TIMEOUT + 0.001)
+    outcomes = []
+    for deferred in [*h.pending, answer]:
+        assert deferred.called, f"{request_name} in state {state} never answered"
+        deferred.addBoth(outcomes.append)
+    for outcome in outcomes:
+        if isinstance(outcome, Failure):
+            assert isinstance(outcome.value, ContainerError), outcome.getTraceback()
+    assert illegal == []
+    # and the worker still shuts down, leaving no timer
+    FakeRun.stop_mode = "plain"
+    final = Deferred.fromCoroutine(h.supervisor.shutdown())
+    h.clock.advance(STOP_TIMEOUT + 0.001)
+    assert final.called
+    assert [c for c in h.supervisor.components.values() if c.active] == []
+    assert h.clock.getDelayedCalls() == []
+    assert illegal == []
+
+
+def test_a_stop_while_waiting_for_the_router_answers_and_cancels_the_start():
+    from container.errors import StartCancelled
+
+    h = Harness({"restart_backoff": BACKOFF})
+    starting = h.start(wait_for_router=True)
+    FakeRun.runs[-1].ready.errback(CannotConnect("refused"))
+    stopping = Deferred.fromCoroutine(h.supervisor.stop("c1"))
+    assert stopping.called and stopping.result["reason"] == "requested"
+    assert isinstance(starting.result.value, StartCancelled)
+    starting.addErrback(lambda _: None)
+    assert [e["reason"] for e in h.topics("on_component_stop")] == ["lost", "requested"]
+    assert h.supervisor.list() == []
+    assert h.clock.getDelayedCalls() == []
+
+
+def test_a_stop_just_after_a_start_with_wait_for_router_cancels_it_cleanly():
+    from container.errors import StartCancelled
+
+    h = Harness({"restart_backoff": BACKOFF})
+    FakeRun.stop_mode = "cannot_connect"  # a cancelled TCP connect reports a failed connect
+    starting = h.start(wait_for_router=True)
+    stopping = Deferred.fromCoroutine(h.supervisor.stop("c1"))
+    assert stopping.called and stopping.result["reason"] == "requested"
+    assert isinstance(starting.result.value, StartCancelled)
+    starting.addErrback(lambda _: None)
+    assert h.topics("on_component_restart") == []
+    assert h.supervisor.list() == []
+    assert h.clock.getDelayedCalls() == []
+
+
+def test_a_stop_whose_session_never_answers_answers_at_the_stop_timeout():
+    h = Harness({"stop_timeout": STOP_TIMEOUT})
+    run = h.started()
+    run.stopping = Deferred()
+    stopping = Deferred.fromCoroutine(h.supervisor.stop("c1"))
+    shutting_down = Deferred.fromCoroutine(h.supervisor.shutdown())
+    h.clock.advance(STOP_TIMEOUT - 0.001)
+    assert not stopping.called and not shutting_down.called
+    h.clock.advance(0.001)
+    assert stopping.result["reason"] == "requested"
+    assert shutting_down.result == ["c1"]
+    assert h.clock.getDelayedCalls() == []
+
+
+def test_shutdown_does_not_stop_again_a_component_that_left_by_itself():
+    h = Harness({"restart": "restart-never"})
+    h.started("gone")
+    h.started("here")
+    FakeRun.runs[0].end(StopReason.LEFT, "component left")
+    assert len(h.topics("on_component_stop")) == 1
+    shutting_down = Deferred.fromCoroutine(h.supervisor.shutdown())
+    assert shutting_down.result == ["here"]
+    stops = h.topics("on_component_stop")
+    assert [(e["id"], e["reason"]) for e in stops] == [("gone", "left"), ("here", "requested")]
+    assert h.clock.getDelayedCalls() == []
+
+
+def test_stopping_a_component_that_ended_by_itself_only_removes_it():
+    h = Harness({"restart": "restart-never"})
+    h.started()
+    FakeRun.runs[-1].end(StopReason.FAILED, "boom")
+    stopping = Deferred.fromCoroutine(h.supervisor.stop("c1"))
+    assert stopping.result["reason"] == "failed"
+    assert len(h.topics("on_component_stop")) == 1
+    assert h.supervisor.list() == []
