@@ -18,6 +18,7 @@ ready, worker process exited or restarted, node ready, stopping) have ``"source"
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import datetime
 from typing import Any, TextIO
@@ -129,8 +130,11 @@ class NodeOutput:
         if self._bar is not None and self._bar.live and _is_terminal(stream):
             self._bar.print(line, stderr=stream is self.err)
             return
-        stream.write(line + "\n")
-        stream.flush()
+        try:
+            stream.write(line + "\n")
+            stream.flush()
+        except BrokenPipeError:
+            _discard_from_now_on(stream)
 
     # -- start progress -----------------------------------------------------------------------
 
@@ -198,3 +202,16 @@ def _is_terminal(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def _discard_from_now_on(stream: TextIO) -> None:
+    """The reader of a stream went away (``container run ... | head``): point the stream at
+    /dev/null, so the node keeps running, and stopping on a signal, without that output
+    (and its exit status is not spoilt by a failing flush at exit)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, stream.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)

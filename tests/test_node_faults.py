@@ -207,3 +207,25 @@ async def test_a_corrupt_checkpoint_is_set_aside_and_the_configured_components_c
     await node.wait_event("on_component_start", count=2, component="listener")
     node.signal(signal.SIGTERM)
     assert await node.wait_exit(STOP_DEADLINE) == 0
+
+
+def test_a_node_whose_output_reader_went_away_still_stops_on_a_signal(tmp_path: Path) -> None:
+    """``container run ... | head``: once the pipe's reader is gone, SIGTERM still stops it."""
+    path = tmp_path / "piped.json"
+    path.write_text(json.dumps(hello_config(free_port())))
+    with open(tmp_path / "piped.stderr.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "container", "run", str(path), "--log-format", "json"],
+            stdout=subprocess.PIPE, stderr=log, cwd=str(ROOT))
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                if b'"node ready"' in line:
+                    break
+            process.stdout.close()
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(STOP_DEADLINE + 10) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
