@@ -59,7 +59,7 @@ from twisted.internet.defer import Deferred, DeferredList  # noqa: E402
 
 from benchmarks import configs, procs, report  # noqa: E402
 from benchmarks.report import Figure, Row, Target  # noqa: E402
-from container.mgmtclient import (  # noqa: E402
+from container.management import (  # noqa: E402
     Credentials,
     ManagementClient,
     connect_management,

@@ -85,8 +85,8 @@ def run_worker(arguments: argparse.Namespace) -> int:
     import txaio
 
     from container.errors import InvalidConfiguration
-    from container.mgmtclient import Credentials
-    from container.worker import apply_process_options, settings_from_arguments
+    from container.management import Credentials
+    from container.worker.process import apply_process_options, settings_from_arguments
 
     txaio.use_twisted()
     credentials = None
@@ -106,7 +106,7 @@ def run_worker(arguments: argparse.Namespace) -> int:
         print(f"container worker: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     if settings.state_file is not None:
-        from container.checkpoint import CheckpointError, check_writable
+        from container.worker.checkpoint import CheckpointError, check_writable
 
         try:
             check_writable(settings.state_file)
@@ -142,7 +142,7 @@ def _serve_worker(settings: Any) -> int:
     from twisted.internet import reactor
     from twisted.internet.defer import Deferred
 
-    from container.worker import Worker
+    from container.worker.process import Worker
 
     worker = Worker(reactor, settings)
     _freeze_startup_objects()
@@ -178,14 +178,14 @@ def _dispatch(command: str, rest: list[str]) -> int:
 
         return router_main(rest)
     if command == "check":
-        from container.nodeconfig import check_main
+        from container.node.config import check_main
 
         return check_main(rest)
     if command == "run":
-        from container.node import main as node_main
+        from container.node.controller import main as node_main
 
         return node_main(rest)
-    from container.ctl import main as ctl_main
+    from container.ctl.main import main as ctl_main
 
     return ctl_main(rest)
 

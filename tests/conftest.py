@@ -14,8 +14,8 @@ import pytest_twisted
 from twisted.internet import reactor
 
 from container.config import EndpointSpec, parse_container_options
-from container.mgmtclient import Credentials, ManagementAddress
-from container.worker import Worker, WorkerSettings
+from container.management import Credentials, ManagementAddress
+from container.worker.process import Worker, WorkerSettings
 from tests import wampclient
 from tests.routerproc import RouterProcess, start_router_process
 

@@ -1,4 +1,4 @@
-"""What tests/test_crossbar_features.py needs besides the nodes of tests/test_node.py: the
+"""What tests/node/test_crossbar_features.py needs besides the nodes of tests/node/test_node.py: the
 feature corpus placed on free ports, a WAMP client that speaks every auth method the corpus
 uses, and a plain HTTP client (Twisted's Agent)."""
 
