@@ -59,12 +59,8 @@ from twisted.internet.defer import Deferred, DeferredList  # noqa: E402
 
 from benchmarks import configs, procs, report  # noqa: E402
 from benchmarks.report import Figure, Row, Target  # noqa: E402
-from container.management import (  # noqa: E402
-    Credentials,
-    ManagementClient,
-    connect_management,
-    parse_management_url,
-)
+from container.management import Credentials, parse_management_url  # noqa: E402
+from container.management.client import ManagementClient, connect_management  # noqa: E402
 
 FLOOR_SCRIPT = str(ROOT / "benchmarks" / "floor.py")
 MANAGED_FLOOR_SCRIPT = str(ROOT / "benchmarks" / "managed_floor.py")

@@ -41,14 +41,12 @@ from twisted.internet.task import deferLater
 from container.config import schema_problems
 from container.deferreds import share
 from container.errors import ContainerError, InvalidConfiguration
-from container.management import (
-    Credentials,
-    ManagementAddress,
-    connect_management,
-    parse_management_url,
-)
-from container.node.config import SourceMap, format_path
+from container.files import process_exists
+from container.management import Credentials, ManagementAddress, parse_management_url
+from container.management.client import connect_management
 from container.policy import Backoff
+from container.validation import SourceMap
+from container.validation import format_key_path as format_path
 
 __all__ = [
     "CtlError",
@@ -169,7 +167,7 @@ def read_ctl_file(config: str | os.PathLike[str], only: Sequence[str] = ()) -> T
     if not isinstance(data, dict):
         raise CtlError(f"{file}: not a valid ctl file: expected a JSON object")
     pid = data.get("node_pid")
-    if isinstance(pid, int) and not _process_exists(pid):
+    if isinstance(pid, int) and not process_exists(pid):
         raise CtlError(
             f"no node is running {config} ({file} is stale: node process {pid} is gone)"
         )
@@ -194,16 +192,6 @@ def read_ctl_file(config: str | os.PathLike[str], only: Sequence[str] = ()) -> T
                         for worker_id in only)
     return Target(address, str(data.get("realm") or DEFAULT_REALM), credentials, workers,
                   chosen=bool(only))
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 async def discover_workers(client: Any) -> list[WorkerRef]:

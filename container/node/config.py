@@ -16,7 +16,6 @@ reported at once, each at the position of the key it is about.
 from __future__ import annotations
 
 import argparse
-import bisect
 import copy
 import difflib
 import functools
@@ -28,7 +27,6 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from json.decoder import scanstring
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +38,7 @@ from referencing.jsonschema import DRAFT202012
 from container.config import container_worker_warnings, worker_disabled
 from container.errors import InvalidConfiguration
 from container.router.check import crossbar_findings
+from container.validation import JsonPath, SourceMap, line_starts
 from container.validation import format_key_path as format_path
 
 __all__ = [
@@ -56,7 +55,6 @@ __all__ = [
     "load_schema",
 ]
 
-JsonPath = tuple[str | int, ...]
 
 DEFAULT_CONTROLLER_ID = "node"
 DEFAULT_MANAGEMENT_REALM = "crossbar"
@@ -111,100 +109,6 @@ class ConfigFileUnreadable(InvalidConfiguration):
 # Source positions
 
 
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
-_SCALARS = json.JSONDecoder()
-
-
-class _PositionScanner:
-    """Walks JSON text that stdlib json already accepted, noting where each key and value starts.
-
-    Only offsets are collected; values come from ``json.loads``. Duplicate keys are remembered
-    because json silently keeps the last one, which hides a mistake in a configuration.
-    """
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.values: dict[JsonPath, int] = {}
-        self.keys: dict[JsonPath, int] = {}
-        self.duplicates: list[tuple[JsonPath, int]] = []
-
-    def skip(self, pos: int) -> int:
-        match = _WHITESPACE.match(self.text, pos)
-        return match.end() if match else pos
-
-    def value(self, pos: int, path: JsonPath) -> int:
-        pos = self.skip(pos)
-        self.values[path] = pos
-        char = self.text[pos]
-        if char == "{":
-            return self.object(pos + 1, path)
-        if char == "[":
-            return self.array(pos + 1, path)
-        if char == '"':
-            return scanstring(self.text, pos + 1)[1]
-        return _SCALARS.raw_decode(self.text, pos)[1]
-
-    def object(self, pos: int, path: JsonPath) -> int:
-        first_seen: dict[str, int] = {}
-        pos = self.skip(pos)
-        if self.text[pos] == "}":
-            return pos + 1
-        while True:
-            key, end = scanstring(self.text, self.skip(pos) + 1)
-            key_path = (*path, key)
-            self.keys[key_path] = self.skip(pos)
-            if key in first_seen:
-                self.duplicates.append((key_path, first_seen[key]))
-            first_seen.setdefault(key, self.keys[key_path])
-            pos = self.skip(self.value(self.skip(end) + 1, key_path))
-            if self.text[pos] == "}":
-                return pos + 1
-            pos += 1
-
-    def array(self, pos: int, path: JsonPath) -> int:
-        pos = self.skip(pos)
-        if self.text[pos] == "]":
-            return pos + 1
-        index = 0
-        while True:
-            pos = self.skip(self.value(pos, (*path, index)))
-            if self.text[pos] == "]":
-                return pos + 1
-            pos, index = pos + 1, index + 1
-
-
-@dataclass(frozen=True)
-class SourceMap:
-    """Where each key and value of a parsed JSON document starts, as line and column (1-based)."""
-
-    values: dict[JsonPath, int]
-    keys: dict[JsonPath, int]
-    duplicates: list[tuple[JsonPath, int]]
-    line_starts: list[int]
-
-    @classmethod
-    def of(cls, text: str) -> SourceMap:
-        scanner = _PositionScanner(text)
-        scanner.value(0, ())
-        return cls(scanner.values, scanner.keys, scanner.duplicates, _line_starts(text))
-
-    def line_column(self, offset: int) -> tuple[int, int]:
-        line = bisect.bisect_right(self.line_starts, offset)
-        return line, offset - self.line_starts[line - 1] + 1
-
-    def position(self, path: JsonPath, *, at_key: bool = False) -> tuple[int, int]:
-        """The key (or value) at ``path``; for a path that does not exist, its nearest ancestor."""
-        if at_key and path in self.keys:
-            return self.line_column(self.keys[path])
-        while path not in self.values and path:
-            path = path[:-1]
-        return self.line_column(self.values.get(path, 0))
-
-
-def _line_starts(text: str) -> list[int]:
-    return [0, *(match.end() for match in re.finditer("\n", text))]
-
-
 def parse_with_positions(text: str, file: str) -> tuple[Any, SourceMap]:
     """Parse with stdlib json; a syntax error becomes a located :class:`NodeConfigError`."""
     try:
@@ -226,7 +130,7 @@ def _read_text(path: Path, file: str) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         before = data[: error.start].decode("utf-8-sig", errors="replace")
-        starts = _line_starts(before)
+        starts = line_starts(before)
         line, column = len(starts), len(before) - starts[-1] + 1
         problem = Problem(file, line, column, (), f"not UTF-8 text: {error.reason}")
         raise NodeConfigError(file, [problem]) from None

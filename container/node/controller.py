@@ -42,7 +42,8 @@ from typing import Any
 from twisted.internet.defer import Deferred, DeferredList
 
 from container.errors import InvalidConfiguration
-from container.events import NodeOutput, split_topic
+from container.events import split_topic
+from container.files import write_private_json
 from container.node.config import (
     ConfigFileUnreadable,
     NodeConfigError,
@@ -50,6 +51,7 @@ from container.node.config import (
     load_node_config,
 )
 from container.node.guest import GuestLaunch, GuestOutput, guest_launches, restart_on_change
+from container.node.output import NodeOutput
 from container.node.plan import (
     NodePlan,
     NodePlanError,
@@ -62,7 +64,6 @@ from container.node.plan import (
     remove_run_dir,
     run_dir_for,
     with_listening_sockets,
-    write_private_json,
 )
 from container.node.procs import ExitStatus, RestartRules, Supervised
 
@@ -675,7 +676,8 @@ class Node:
 
 def _locate(file: str, findings: list[tuple[tuple[Any, ...], str]]) -> list[Any]:
     """Crossbar.io's findings (key paths) as problems at their positions in the file."""
-    from container.node.config import Problem, SourceMap
+    from container.node.config import Problem
+    from container.validation import SourceMap
 
     try:
         source = SourceMap.of(Path(file).read_text(encoding="utf-8-sig"))

@@ -22,13 +22,8 @@ from twisted.internet.defer import Deferred
 
 from container.errors import AlreadyRunning, ShuttingDown, StartCancelled
 from container.events import WORKER_TOPIC_PREFIX
-from container.management import (
-    REFUSALS,
-    Credentials,
-    ManagementClient,
-    connect_management,
-    parse_management_url,
-)
+from container.management import REFUSALS, Credentials, parse_management_url
+from container.management.client import ManagementClient, connect_management
 from container.node.plan import Principal
 from container.policy import Backoff
 

@@ -8,7 +8,7 @@ without spawning anything, and a configuration the node cannot serve (a user rea
 clashes with the management realm, an external management address we cannot speak to) is
 refused before the first child process exists.
 
-Only :func:`prepare_run_dir` and :func:`write_private_json` touch the file system.
+Only :func:`prepare_run_dir` and ``container.files.write_private_json`` touch the file system.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from container.errors import InvalidConfiguration
+from container.files import is_container_process
 from container.node.config import (
     DEFAULT_MANAGEMENT_REALM,
     ContainerWorker,
@@ -502,37 +503,6 @@ def running_node_pid(run_dir: Path) -> int | None:
         pid = int(json.loads((run_dir / CTL_FILE).read_text(encoding="utf-8"))["node_pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if pid == os.getpid() or not _alive(pid):
+    if pid == os.getpid() or not is_container_process(pid):
         return None
     return pid
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if not cmdline.exists():
-        return True
-    try:
-        return b"container" in cmdline.read_bytes()
-    except OSError:
-        return True
-
-
-def write_private_json(path: Path, data: Any) -> None:
-    """Write JSON readable only by this user, atomically (a reader never sees half a file)."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(data, file, indent=2)
-            file.write("\n")
-        os.chmod(temporary, stat.S_IRUSR | stat.S_IWUSR)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise

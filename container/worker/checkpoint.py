@@ -32,6 +32,7 @@ import cbor2
 from jsonschema import Draft202012Validator
 
 from container.config import schema_registry
+from container.files import temporary_prefix
 
 CHECKPOINT_VERSION = 1
 CHECKPOINT_SCHEMA_ID = "https://wamp-container.invalid/schema/checkpoint.schema.json"
@@ -94,28 +95,6 @@ def encode_checkpoint(worker_id: str, components: dict[str, Any]) -> bytes:
 
 
 # -- writing ------------------------------------------------------------------------------
-
-
-def temporary_prefix(path: str) -> str:
-    return f".{os.path.basename(path)}.tmp-"
-
-
-def write_atomically(path: str, data: bytes) -> None:
-    """Replace ``path`` by ``data`` (temporary file, fsync, rename); the temporary file is
-    removed whatever fails."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=temporary_prefix(path))
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 def remove_stale_temporaries(path: str) -> list[str]:

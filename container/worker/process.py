@@ -29,21 +29,15 @@ from container.connector import build_endpoint
 from container.context import outside_components
 from container.deferreds import share
 from container.errors import InvalidConfiguration
-from container.management import (
-    REFUSALS,
-    AuthenticatingSession,
-    Credentials,
-    ManagementAddress,
-    client_factory,
-    parse_management_url,
-)
+from container.files import write_atomically
+from container.management import REFUSALS, Credentials, ManagementAddress, parse_management_url
+from container.management.client import AuthenticatingSession, client_factory
 from container.worker.api import ManagementApi
 from container.worker.checkpoint import (
     CheckpointError,
     encode_checkpoint,
     read_checkpoint,
     remove_stale_temporaries,
-    write_atomically,
 )
 from container.worker.loader import Reloader, SourceWatcher
 from container.worker.session import guard_reactor_stop
@@ -303,7 +297,7 @@ class Worker:
             return True  # an unreadable checkpoint we could not set aside is kept as it is
         try:
             data = encode_checkpoint(self.settings.worker_id, self.supervisor.resumable())
-            write_atomically(path, data)
+            write_atomically(path, data, durable=True)
         except (CheckpointError, OSError, TypeError, ValueError) as error:
             cause = error.strerror if isinstance(error, OSError) and error.strerror else error
             message = f"cannot write the checkpoint {path}: {cause}"

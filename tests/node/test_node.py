@@ -25,7 +25,8 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
-from container.management import Credentials, connect_management, parse_management_url
+from container.management import Credentials, parse_management_url
+from container.management.client import connect_management
 from tests import wampclient
 from tests.wampclient import poll
 

@@ -1,94 +1,25 @@
-"""A client of the management realm: where it is, how to authenticate, and a joined session.
+"""A joined client session on the management realm: the worker serves the API through it,
+the node and ``ctl`` call it and follow events."""
 
-Used by the worker (to serve the API), the node controller and ``container ctl`` (to call
-it and follow events). Addresses are written as URLs: ``ws://HOST:PORT/PATH`` or
-``wss://...`` (WebSocket), ``rs://HOST:PORT`` or ``tcp://HOST:PORT`` (RawSocket over TCP),
-``unix:/PATH`` (RawSocket over a unix socket).
-"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from autobahn.twisted.rawsocket import WampRawSocketClientFactory
 from autobahn.twisted.wamp import ApplicationSession
 from autobahn.twisted.websocket import WampWebSocketClientFactory
 from autobahn.wamp import auth as wamp_auth
-from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.serializer import CBORSerializer, JsonSerializer, MsgPackSerializer
 from autobahn.wamp.types import CloseDetails, ComponentConfig, SubscribeOptions
 from twisted.internet.defer import Deferred
 
-from container.config import EndpointSpec
 from container.connector import build_endpoint
-from container.errors import CannotConnect, InvalidConfiguration
+from container.errors import CannotConnect
+from container.management import Credentials, ManagementAddress
 
 SERIALIZERS = {"cbor": CBORSerializer, "msgpack": MsgPackSerializer, "json": JsonSerializer}
-
-# close reasons that mean "you are not welcome here": retrying will not help
-REFUSALS = frozenset({
-    "wamp.error.not_authorized", "wamp.error.authentication_failed",
-    "wamp.error.no_such_realm", "wamp.error.no_auth_method",
-    "wamp.error.cannot_authenticate", "wamp.error.no_such_role",
-})
-
-
-@dataclass(frozen=True)
-class ManagementAddress:
-    """Where the management realm is: a WebSocket URL or a RawSocket TCP/unix address."""
-
-    kind: str  # "websocket" or "rawsocket"
-    endpoint: EndpointSpec
-    url: str = ""  # as the user wrote it (for messages; WebSocket also connects to it)
-
-    def describe(self) -> str:
-        return self.url or self.endpoint.describe()
-
-
-def parse_management_url(url: str) -> ManagementAddress:
-    """Parse ``ws://H:P/PATH``, ``wss://...``, ``rs://H:P`` (or ``tcp://``), ``unix:/PATH``."""
-    parts = urlsplit(url)
-    if parts.scheme in ("ws", "wss"):
-        tls = {"hostname": parts.hostname or ""} if parts.scheme == "wss" else None
-        port = _port(parts, url) or (443 if tls else 80)
-        return ManagementAddress(
-            "websocket", EndpointSpec("tcp", host=parts.hostname or "", port=port, tls=tls), url
-        )
-    if parts.scheme in ("rs", "tcp"):
-        port = _port(parts, url)
-        if not parts.hostname or not port:
-            raise InvalidConfiguration(f"management address {url!r}: needs a host and a port")
-        return ManagementAddress(
-            "rawsocket", EndpointSpec("tcp", host=parts.hostname, port=port), url
-        )
-    if parts.scheme == "unix":
-        path = parts.path or parts.netloc
-        if not path:
-            raise InvalidConfiguration(f"management address {url!r}: needs a socket path")
-        return ManagementAddress("rawsocket", EndpointSpec("unix", path=path), url)
-    raise InvalidConfiguration(
-        f"management address {url!r}: use ws://HOST:PORT/PATH, wss://..., rs://HOST:PORT "
-        "or unix:/PATH/TO/SOCKET"
-    )
-
-
-def _port(parts: Any, url: str) -> int | None:
-    try:
-        return parts.port
-    except ValueError:
-        raise InvalidConfiguration(f"management address {url!r}: invalid port") from None
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """How to authenticate to the management realm (None where used: anonymous)."""
-
-    authid: str
-    method: str  # "ticket" or "wampcra"
-    secret: str
 
 
 class AuthenticatingSession(ApplicationSession):
@@ -213,5 +144,3 @@ async def connect_management(
     return await session.ready.addTimeout(timeout, reactor)
 
 
-__all__ = ["ApplicationError", "AuthenticatingSession", "Credentials", "ManagementAddress",
-           "ManagementClient", "connect_management", "parse_management_url"]
