@@ -7,7 +7,16 @@ The management API turns a :class:`ContainerError` into an ``ApplicationError`` 
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import Any, ClassVar
+
+
+class ExitCode(IntEnum):
+    """What every program here exits with: ``container run``, ``check``, ``ctl``, a worker."""
+
+    OK = 0
+    FAILED = 1  # the program ran and something it was asked to do failed
+    USAGE = 2  # the command line or a file it names is wrong; nothing was done
 
 
 class ContainerError(Exception):

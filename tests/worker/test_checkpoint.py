@@ -14,6 +14,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
+from container.files import write_atomically
 from container.worker.checkpoint import (
     CheckpointError,
     decode_value,
@@ -21,7 +22,6 @@ from container.worker.checkpoint import (
     encode_value,
     parse_checkpoint,
     read_checkpoint,
-    write_atomically,
 )
 from tests import wampclient
 from tests.children import spawn
