@@ -12,9 +12,12 @@ import gc
 import os
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-EXIT_USAGE = 2
+from container.errors import ExitCode
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
 
 
 def _worker_parser(commands: Any) -> None:
@@ -86,7 +89,8 @@ def run_worker(arguments: argparse.Namespace) -> int:
 
     from container.errors import InvalidConfiguration
     from container.management import Credentials
-    from container.worker.process import apply_process_options, settings_from_arguments
+    from container.worker.os_options import apply_process_options
+    from container.worker.process import settings_from_arguments
 
     txaio.use_twisted()
     credentials = None
@@ -95,7 +99,7 @@ def run_worker(arguments: argparse.Namespace) -> int:
         if secret is None:
             print(f"container worker: error: --authid given but no secret in --secret-file or "
                   f"${arguments.secret_env}", file=sys.stderr)
-            return EXIT_USAGE
+            return ExitCode.USAGE
         credentials = Credentials(arguments.authid, arguments.authmethod, secret)
     try:
         settings = settings_from_arguments(
@@ -104,22 +108,23 @@ def run_worker(arguments: argparse.Namespace) -> int:
         )
     except InvalidConfiguration as error:
         print(f"container worker: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     if settings.state_file is not None:
-        from container.worker.checkpoint import CheckpointError, check_writable
+        from container.errors import CheckpointError
+        from container.worker.checkpoint import check_writable
 
         try:
             check_writable(settings.state_file)
         except CheckpointError as error:
             print(f"container worker: error: --state-file {settings.state_file}: {error}",
                   file=sys.stderr)
-            return EXIT_USAGE
+            return ExitCode.USAGE
     try:
         apply_process_options(settings.options)
     except (InvalidConfiguration, OSError, ImportError) as error:
         print(f"container worker: error: cannot apply the worker options: {error}",
               file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     txaio.start_logging(out=sys.stderr, level=arguments.loglevel)
     return _serve_worker(settings)
 
@@ -129,7 +134,8 @@ def _options_text(arguments: argparse.Namespace) -> str | None:
     from container.errors import InvalidConfiguration
 
     if arguments.options_file is None:
-        return arguments.options
+        options: str | None = arguments.options
+        return options
     try:
         with open(arguments.options_file, encoding="utf-8") as file:
             return file.read()
@@ -139,55 +145,86 @@ def _options_text(arguments: argparse.Namespace) -> str | None:
 
 
 def _serve_worker(settings: Any) -> int:
-    from twisted.internet import reactor
-    from twisted.internet.defer import Deferred
+    from twisted.internet import reactor as global_reactor
 
     from container.worker.process import Worker
 
+    reactor: Any = global_reactor  # the one place that runs it
     worker = Worker(reactor, settings)
     _freeze_startup_objects()
 
-    def shut_down() -> None:
-        Deferred.fromCoroutine(worker.shutdown("signal"))
-
     def on_signal(signum: int, frame: Any) -> None:
-        reactor.callFromThread(shut_down)
+        reactor.callFromThread(_shut_down_worker, worker, signal.Signals(signum).name)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     worker.done.addBoth(lambda _: reactor.callLater(0, reactor.stop))
     reactor.callWhenRunning(worker.start)
     reactor.run(installSignalHandlers=False)
-    return worker.exit_code if worker.exit_code is not None else 0
+    return worker.exit_code if worker.exit_code is not None else ExitCode.OK
+
+
+def _shut_down_worker(worker: Any, signal_name: str) -> None:
+    """A signal asked the worker to stop: shut it down, and log it if that fails (nobody
+    else waits for this shutdown)."""
+    import txaio
+    from twisted.internet.defer import Deferred
+
+    from container.deferreds import log_failure
+
+    shutting_down = Deferred.fromCoroutine(worker.shutdown("signal"))
+    log_failure(shutting_down, txaio.make_logger(),
+                "worker {worker}: shutting down on {signal}",
+                worker=worker.settings.worker_id, signal=signal_name)
 
 
 def _freeze_startup_objects() -> None:
     """Move everything imported so far out of the garbage collector's reach.
 
-    The worker imports Twisted, autobahn and its serializers: hundreds of thousands of
-    long-lived objects that every full collection would traverse again while components
-    start (the benchmark showed a quarter of a start's CPU in collections).
+    The worker imports Twisted, autobahn and its serializers: a great many long-lived
+    objects that every full collection would traverse again while components start (what
+    that cost is in docs/benchmarks.md).
     """
     gc.collect()
     gc.freeze()
 
 
+def _run_until_done(reactor: Any, outcome: int | Deferred[int]) -> int:
+    """Run the global reactor until ``outcome`` fires with the exit code (an int: there is
+    nothing to run)."""
+    from container.errors import ExitCode
+
+    if isinstance(outcome, int):
+        return outcome
+    codes: list[int] = []
+    outcome.addCallback(codes.append)
+    outcome.addBoth(lambda _: reactor.callLater(0, reactor.stop))
+    reactor.run()
+    return codes[0] if codes else ExitCode.FAILED
+
+
 def _dispatch(command: str, rest: list[str]) -> int:
     if command == "router":
+        from twisted.internet import reactor
+
         from container.router.main import main as router_main
 
-        return router_main(rest)
+        return _run_until_done(reactor, router_main(rest, reactor))
     if command == "check":
-        from container.node.config import check_main
+        from container.node.check import check_main
 
         return check_main(rest)
     if command == "run":
-        from container.node.controller import main as node_main
+        from twisted.internet import reactor
 
-        return node_main(rest)
+        from container.node.main import main as node_main
+
+        return _run_until_done(reactor, node_main(rest, reactor))
+    from twisted.internet import reactor
+
     from container.ctl.main import main as ctl_main
 
-    return ctl_main(rest)
+    return _run_until_done(reactor, ctl_main(rest, reactor))
 
 
 def main(argv: list[str] | None = None) -> int:

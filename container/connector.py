@@ -10,7 +10,7 @@ whatever reason, even when the WebSocket or RawSocket opening handshake never co
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from autobahn.twisted.rawsocket import WampRawSocketClientFactory, WampRawSocketClientProtocol
 from autobahn.twisted.websocket import WampWebSocketClientFactory, WampWebSocketClientProtocol
@@ -26,14 +26,17 @@ from twisted.internet.endpoints import (
     wrapClientTLS,
 )
 from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 
-from container.config import EndpointSpec, TransportSpec
 from container.errors import CannotConnect, InvalidConfiguration
+from container.transports import EndpointSpec, TransportSpec
 
-# UBJSONSerializer exists only when the py-ubjson package is installed
-_SERIALIZERS: dict[str, Any] = {
+# The one table from serializer name to autobahn serializer class (each made with no
+# argument), keyed by the names a configuration accepts
+# (``container.transports.COMPONENT_SERIALIZERS``); None for one this Python lacks
+# (UBJSONSerializer exists only when the py-ubjson package is installed).
+SERIALIZERS: dict[str, Callable[[], wamp_serializers.Serializer] | None] = {
     "cbor": wamp_serializers.CBORSerializer,
     "msgpack": wamp_serializers.MsgPackSerializer,
     "json": wamp_serializers.JsonSerializer,
@@ -57,17 +60,24 @@ class ClientConnection:
     def transport_closed(self, protocol: Protocol, reason: Failure) -> None:
         if not self.is_closed:
             self.is_closed = True
-            self.on_closed(reason.value)
+            self.on_closed(cast(BaseException, reason.value))
+
+    def _transport(self) -> Any:
+        """The protocol's transport, if any (an ``ITCPTransport``: zope interfaces are not
+        typed for mypy)."""
+        return None if self.protocol is None else self.protocol.transport
 
     def close(self) -> None:
         """Close the transport gracefully (the peer sees a clean close)."""
-        if self.protocol is not None and self.protocol.transport is not None:
-            self.protocol.transport.loseConnection()
+        transport = self._transport()
+        if transport is not None:
+            transport.loseConnection()
 
     def abort(self) -> None:
         """Drop the transport at once."""
-        if self.protocol is not None and self.protocol.transport is not None:
-            self.protocol.transport.abortConnection()
+        transport = self._transport()
+        if transport is not None:
+            transport.abortConnection()
 
 
 class _ReportingWebSocketProtocol(WampWebSocketClientProtocol):
@@ -76,7 +86,7 @@ class _ReportingWebSocketProtocol(WampWebSocketClientProtocol):
             self.factory.connection.close_reason = str(reason)
         super().onClose(wasClean, code, reason)
 
-    def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         try:
             super().connectionLost(reason)
         finally:
@@ -84,9 +94,9 @@ class _ReportingWebSocketProtocol(WampWebSocketClientProtocol):
 
 
 class _ReportingRawSocketProtocol(WampRawSocketClientProtocol):
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         try:
-            super().connectionLost(reason)
+            super().connectionLost(reason)  # type: ignore[no-untyped-call]
         finally:
             self.factory.connection.transport_closed(self, reason)
 
@@ -104,7 +114,7 @@ class _RawSocketFactory(WampRawSocketClientFactory):
 
 
 def _serializer(name: str) -> Any:
-    serializer = _SERIALIZERS.get(name)
+    serializer = SERIALIZERS.get(name)
     if serializer is None:
         raise InvalidConfiguration(
             f"invalid component configuration: transport: the {name!r} serializer is not "
@@ -118,7 +128,7 @@ def _build_factory(
     spec: TransportSpec, session_factory: Callable[[], ISession]
 ) -> _WebSocketFactory | _RawSocketFactory:
     if spec.kind == "websocket":
-        factory = _WebSocketFactory(
+        factory = _WebSocketFactory(  # type: ignore[no-untyped-call]
             session_factory,
             url=spec.url,
             serializers=[_serializer(name) for name in spec.serializers],
@@ -126,7 +136,8 @@ def _build_factory(
         if spec.options:
             _set_websocket_options(factory, spec.options)
         return factory
-    rawsocket = _RawSocketFactory(session_factory, serializer=_serializer(spec.serializers[0]))
+    rawsocket = _RawSocketFactory(  # type: ignore[no-untyped-call]
+        session_factory, serializer=_serializer(spec.serializers[0]))
     if "max_message_size" in spec.options:
         rawsocket.protocol = _with_max_message_size(int(spec.options["max_message_size"]))
     return rawsocket
@@ -134,7 +145,7 @@ def _build_factory(
 
 def _set_websocket_options(factory: _WebSocketFactory, options: dict[str, Any]) -> None:
     try:
-        factory.setProtocolOptions(**options)
+        factory.setProtocolOptions(**options)  # type: ignore[no-untyped-call]
     except (TypeError, ValueError, AssertionError) as error:
         raise InvalidConfiguration(
             f"invalid component configuration: transport.options: {error}",
@@ -145,22 +156,29 @@ def _set_websocket_options(factory: _WebSocketFactory, options: dict[str, Any]) 
 def _with_max_message_size(size: int) -> type[_ReportingRawSocketProtocol]:
     class _SizedRawSocketProtocol(_ReportingRawSocketProtocol):
         def __init__(self) -> None:
-            super().__init__()
+            super().__init__()  # type: ignore[no-untyped-call]
             self._max_message_size = size
 
     return _SizedRawSocketProtocol
 
 
 def build_endpoint(reactor: Any, spec: EndpointSpec) -> IStreamClientEndpoint:
-    """The Twisted client endpoint for an endpoint configuration."""
+    """The Twisted client endpoint for an endpoint configuration.
+
+    (Twisted's endpoint classes declare ``IStreamClientEndpoint`` with zope's
+    ``@implementer``, which mypy does not read: hence the casts.)
+    """
     if spec.kind == "unix":
-        return UNIXClientEndpoint(reactor, spec.path, timeout=spec.timeout)
+        unix = UNIXClientEndpoint(  # type: ignore[no-untyped-call]
+            reactor, spec.path, timeout=spec.timeout)
+        return cast(IStreamClientEndpoint, unix)
     if spec.kind == "twisted":
         return _string_endpoint(reactor, spec.client_string)
     if spec.kind == "tor":
         return _tor_endpoint(reactor, spec)
     tcp_class = TCP6ClientEndpoint if spec.version == 6 else TCP4ClientEndpoint
-    endpoint = tcp_class(reactor, spec.host, spec.port, timeout=spec.timeout)
+    endpoint = cast(IStreamClientEndpoint,
+                    tcp_class(reactor, spec.host, spec.port, timeout=spec.timeout))
     if spec.tls is None:
         return endpoint
     return wrapClientTLS(_tls_options(spec), endpoint)
@@ -169,19 +187,20 @@ def build_endpoint(reactor: Any, spec: EndpointSpec) -> IStreamClientEndpoint:
 def _string_endpoint(reactor: Any, description: str) -> IStreamClientEndpoint:
     """Crossbar.io's ``twisted`` endpoint: any client endpoint Twisted can parse."""
     try:
-        return clientFromString(reactor, description)
+        endpoint = clientFromString(reactor, description)  # type: ignore[no-untyped-call]
     except (ValueError, TypeError, KeyError) as error:
         raise InvalidConfiguration(
             f"invalid component configuration: transport.endpoint.client_string: "
             f"{description!r} is not a Twisted client endpoint description: {error}",
             key="transport.endpoint.client_string",
         ) from None
+    return cast(IStreamClientEndpoint, endpoint)
 
 
 def _tor_endpoint(reactor: Any, spec: EndpointSpec) -> IStreamClientEndpoint:
     """Crossbar.io's ``tor`` endpoint: through the Tor SOCKS port on 127.0.0.1."""
     try:
-        import txtorcon
+        import txtorcon  # type: ignore[import-untyped]
     except ImportError:
         raise InvalidConfiguration(
             "invalid component configuration: transport.endpoint: a 'tor' endpoint needs the "
@@ -189,8 +208,8 @@ def _tor_endpoint(reactor: Any, spec: EndpointSpec) -> IStreamClientEndpoint:
             key="transport.endpoint.type",
         ) from None
     socks = TCP4ClientEndpoint(reactor, "127.0.0.1", spec.socks_port)
-    return txtorcon.TorClientEndpoint(spec.host, spec.port, socks_endpoint=socks,
-                                      reactor=reactor, use_tls=False)
+    return cast(IStreamClientEndpoint, txtorcon.TorClientEndpoint(
+        spec.host, spec.port, socks_endpoint=socks, reactor=reactor, use_tls=False))
 
 
 def _tls_options(spec: EndpointSpec) -> Any:
@@ -202,10 +221,11 @@ def _tls_options(spec: EndpointSpec) -> Any:
         certificates = [
             ssl.Certificate.loadPEM(_read(path)) for path in tls["ca_certificates"]
         ]
-        trust_root = ssl.trustRootFromCertificates(certificates)
+        trust_root = ssl.trustRootFromCertificates(  # type: ignore[no-untyped-call]
+            certificates)
     client_certificate = None
     if tls.get("certificate") and tls.get("key"):
-        client_certificate = ssl.PrivateCertificate.loadPEM(
+        client_certificate = ssl.PrivateCertificate.loadPEM(  # type: ignore[no-untyped-call]
             _read(tls["certificate"]) + _read(tls["key"])
         )
     return ssl.optionsForClientTLS(
@@ -232,14 +252,15 @@ def connect(
     connection = ClientConnection(on_closed)
     factory = _build_factory(spec, session_factory)
     factory.connection = connection
-    attempt: Deferred[Protocol] = build_endpoint(reactor, spec.endpoint).connect(factory)
+    endpoint: Any = build_endpoint(reactor, spec.endpoint)  # see build_endpoint on typing
+    attempt: Deferred[Protocol] = endpoint.connect(factory)
 
     def connected(protocol: Protocol) -> ClientConnection:
         connection.protocol = protocol
         return connection
 
     def failed(failure: Failure) -> Failure:
-        if failure.check(CancelledError):
+        if isinstance(failure.value, CancelledError):
             return failure
         raise CannotConnect(
             f"cannot connect to {spec.describe()}: {_explain(failure)}",
@@ -250,15 +271,15 @@ def connect(
             url=spec.url or None,
         )
 
-    attempt.addCallbacks(connected, failed)
-    return connection, attempt
+    return connection, attempt.addCallbacks(connected, failed)
 
 
 def _explain(failure: Failure) -> str:
-    if failure.check(net_error.ConnectionRefusedError):
+    error = failure.value
+    if isinstance(error, net_error.ConnectionRefusedError):
         return "connection refused (is the router running and listening there?)"
-    if failure.check(net_error.TimeoutError, net_error.UserError):
+    if isinstance(error, net_error.TimeoutError | net_error.UserError):
         return "timed out"
-    if failure.check(net_error.DNSLookupError):
+    if isinstance(error, net_error.DNSLookupError):
         return "host name not found"
-    return str(failure.value) or type(failure.value).__name__
+    return str(error) or type(error).__name__

@@ -5,7 +5,7 @@ component: building its session, each message from the router (so every handler,
 ``onLeave``, ``onDisconnect``), and the transport's opening and end. Twisted keeps a
 coroutine's context across its awaits, so an ``onJoin`` that loops for ever still runs as
 its component. That is how ``ready()`` knows whom it is about, and how a ``reactor.stop()``
-is traced to the component that called it (see ``container.session.ReactorStopGuard``).
+is traced to the component that called it (see ``container.worker.reactor_guard``).
 
 Code that does not import this module needs nothing from it: a component that never calls
 :func:`ready` becomes ready when its ``onJoin`` finishes or after the ready grace period.

@@ -7,8 +7,12 @@ The management API turns a :class:`ContainerError` into an ``ApplicationError`` 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import IntEnum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from container.positions import Problem
 
 
 class ExitCode(IntEnum):
@@ -17,6 +21,7 @@ class ExitCode(IntEnum):
     OK = 0
     FAILED = 1  # the program ran and something it was asked to do failed
     USAGE = 2  # the command line or a file it names is wrong; nothing was done
+    REFUSED = 3  # a worker: the management realm refused it, or another worker has its id
 
 
 class ContainerError(Exception):
@@ -33,6 +38,34 @@ class InvalidConfiguration(ContainerError):
     """A configuration value is missing, of the wrong type or not allowed."""
 
     uri = "crossbar.error.invalid_configuration"
+
+
+class NodePlanError(InvalidConfiguration):
+    """The node configuration is valid but this node cannot serve it as written (or another
+    node already runs it)."""
+
+
+class NodeConfigError(InvalidConfiguration):
+    """The node configuration is not valid; ``problems`` lists everything wrong, in file order."""
+
+    def __init__(self, file: str, problems: Sequence[Problem]) -> None:
+        lines = "\n".join(str(problem) for problem in problems)
+        count = f"{len(problems)} problem{'' if len(problems) == 1 else 's'}"
+        super().__init__(
+            f"invalid node configuration {file} ({count}):\n{lines}",
+            file=file,
+            problems=[str(problem) for problem in problems],
+        )
+        self.file = file
+        self.problems: list[Problem] = list(problems)
+
+
+class ConfigFileUnreadable(InvalidConfiguration):
+    """The file could not be read at all (missing, a directory, no permission).
+
+    Separate from :class:`NodeConfigError` because nothing inside the file can be blamed:
+    ``container check`` exits 2 for it, 1 for an invalid configuration.
+    """
 
 
 class ClassImportFailed(ContainerError):
@@ -79,3 +112,26 @@ class ShuttingDown(ContainerError):
     """The worker is shutting down and accepts no new components."""
 
     uri = "crossbar.error.shutting_down"
+
+
+# -- errors that never reach a caller over WAMP -------------------------------------------
+
+
+class IllegalTransition(RuntimeError):
+    """A programming error: a component's state machine has no such edge."""
+
+
+class CheckpointError(Exception):
+    """A worker's checkpoint file cannot be written, or read back."""
+
+
+class NotJoined(Exception):
+    """The node is not on the management realm right now (its router is down)."""
+
+
+class CtlError(Exception):
+    """What ``container ctl`` reports as one ``error: ...`` line, and the code it exits with."""
+
+    def __init__(self, message: str, exit_code: int = ExitCode.FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

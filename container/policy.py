@@ -124,7 +124,8 @@ class RestartWindow:
     """The restart times of one component inside the sliding window of its limit.
 
     The deque is made at the first restart: every hosted component has a window, most
-    never restart, and an empty deque is 600 bytes (a third of a component's own record).
+    never restart, and even an empty deque is large next to a component's own record
+    (docs/benchmarks.md).
     """
 
     limit: RestartLimit | None

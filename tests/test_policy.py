@@ -2,8 +2,8 @@
 
 import pytest
 
-from container.config import container_options_problems, parse_container_options
 from container.errors import InvalidConfiguration
+from container.options import container_options_problems, parse_container_options
 from container.policy import (
     Backoff,
     RestartLimit,
@@ -111,7 +111,7 @@ def test_unknown_and_wrong_typed_options_are_refused_naming_the_key():
     assert "restrat" in str(caught.value)
     with pytest.raises(InvalidConfiguration) as caught:
         parse_container_options({"restart": "sometimes"})
-    assert "'restart-never'" in str(caught.value)
+    assert "valid: restart-never," in str(caught.value)
 
 
 def test_options_become_typed_values():

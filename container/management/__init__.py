@@ -10,11 +10,10 @@ over a unix socket).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
-from container.config import EndpointSpec
 from container.errors import InvalidConfiguration
+from container.transports import EndpointSpec
 
 # The wire names every program agrees on. Crossbar.io's container worker serves its API
 # under ``crossbar.worker.<id>``; we keep that so that its tools and habits carry over.
@@ -61,11 +60,11 @@ def parse_management_url(url: str) -> ManagementAddress:
             "websocket", EndpointSpec("tcp", host=parts.hostname or "", port=port, tls=tls), url
         )
     if parts.scheme in ("rs", "tcp"):
-        port = _port(parts, url)
-        if not parts.hostname or not port:
+        given = _port(parts, url)
+        if not parts.hostname or not given:
             raise InvalidConfiguration(f"management address {url!r}: needs a host and a port")
         return ManagementAddress(
-            "rawsocket", EndpointSpec("tcp", host=parts.hostname, port=port), url
+            "rawsocket", EndpointSpec("tcp", host=parts.hostname, port=given), url
         )
     if parts.scheme == "unix":
         path = parts.path or parts.netloc
@@ -78,7 +77,7 @@ def parse_management_url(url: str) -> ManagementAddress:
     )
 
 
-def _port(parts: Any, url: str) -> int | None:
+def _port(parts: SplitResult, url: str) -> int | None:
     try:
         return parts.port
     except ValueError:

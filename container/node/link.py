@@ -18,13 +18,11 @@ from typing import Any
 
 import txaio
 from autobahn.wamp.exception import ApplicationError
-from twisted.internet.defer import Deferred
 
-from container.errors import AlreadyRunning, ShuttingDown, StartCancelled
-from container.events import WORKER_TOPIC_PREFIX
-from container.management import REFUSALS, Credentials, parse_management_url
-from container.management.client import ManagementClient, connect_management
-from container.node.plan import Principal
+from container.errors import AlreadyRunning, NotJoined, ShuttingDown, StartCancelled
+from container.management import WORKER_PREFIX_ROOT, Credentials, parse_management_url
+from container.management.client import Join, ManagementClient, ReconnectingSession, joiner
+from container.node.realm import Principal
 from container.policy import Backoff
 
 txaio.use_twisted()
@@ -32,14 +30,12 @@ txaio.use_twisted()
 #: Reconnect quickly: the router is local (or the operator is waiting on it).
 LINK_BACKOFF = Backoff(first=0.0, initial=0.05, max=1.0, multiplier=1.6, jitter=0.1)
 
+#: How long the node waits for its session to leave when it stops.
+CLOSE_TIMEOUT = 2.0
 
 #: Errors meaning "the callee went away meanwhile", not "the call was wrong".
 GONE = frozenset({"wamp.error.no_such_procedure", "wamp.error.canceled", "wamp.error.timeout",
                   "wamp.close.transport_lost"})
-
-
-class NotJoined(Exception):
-    """The node is not on the management realm right now (the router is down)."""
 
 
 def start_outcome(error: BaseException) -> str:
@@ -65,12 +61,16 @@ def error_text(error: BaseException) -> str:
     """One line for a person: the URI and the message of an API error."""
     if isinstance(error, ApplicationError):
         message = error.args[0] if error.args else ""
-        return f"{error.error}: {message}" if message else error.error
+        return f"{error.error}: {message}" if message else str(error.error)
     return str(error) or type(error).__name__
 
 
 class ManagementLink:
-    """A management session that rejoins after losing the router, following every event."""
+    """A management session that rejoins after losing the router, following every event.
+
+    ``join`` makes one join attempt (by default :func:`~container.management.client.joiner`
+    on ``url``): tests give a fake whose Deferreds they fire.
+    """
 
     def __init__(
         self,
@@ -83,79 +83,35 @@ class ManagementLink:
         on_refused: Callable[[str], None],
         backoff: Backoff = LINK_BACKOFF,
         join_timeout: float = 10.0,
+        join: Join | None = None,
     ) -> None:
-        self.reactor = reactor
-        self.address = parse_management_url(url)
-        self.realm = realm
-        self.credentials = (
-            Credentials(principal.authid, principal.method, principal.secret)
-            if principal is not None else None
-        )
-        self.session: ManagementClient | None = None
+        if join is None:
+            credentials = (
+                Credentials(principal.authid, principal.method, principal.secret)
+                if principal is not None else None
+            )
+            join = joiner(reactor, parse_management_url(url), realm, credentials, join_timeout)
         self._on_event = on_event
-        self._on_joined = on_joined
-        self._on_refused = on_refused
-        self._backoff = backoff
-        self._join_timeout = join_timeout
-        self._attempt = 0
-        self._timer: Any = None
-        self._connecting = False
-        self._closing = False
+        self._kept = ReconnectingSession(
+            reactor, join, backoff.delay,
+            prepare=self._follow,
+            on_joined=lambda session: on_joined(),
+            on_given_up=lambda error: on_refused(str(error)),
+            close_timeout=CLOSE_TIMEOUT,
+        )
 
-    # -- joining ------------------------------------------------------------------------------
+    @property
+    def session(self) -> ManagementClient | None:
+        """The joined session, or None while the router is away."""
+        return self._kept.session
 
     def start(self) -> None:
         """Join now, and keep joined until :meth:`close`."""
-        self.kick()
+        self._kept.start()
 
     def kick(self) -> None:
         """Try at once (the router just said it listens), unless joined or already trying."""
-        if self._closing or self.session is not None or self._connecting:
-            return
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        Deferred.fromCoroutine(self._join())
-
-    def _retry_later(self) -> None:
-        if self._closing or (self._timer is not None and self._timer.active()):
-            return
-        self._attempt += 1
-        self._timer = self.reactor.callLater(self._backoff.delay(self._attempt), self.kick)
-
-    async def _join(self) -> None:
-        self._connecting = True
-        try:
-            session = await connect_management(
-                self.reactor, self.address, self.realm, self.credentials, self._join_timeout
-            )
-            await session.follow(WORKER_TOPIC_PREFIX, self._on_event)
-        except Exception as error:  # CannotConnect, a refusal, a lost connection
-            self._failed(error)
-            return
-        finally:
-            self._connecting = False
-        if self._closing:
-            await session.close(2.0)
-            return
-        self._attempt = 0
-        self.session = session
-        session.closed.addBoth(self._lost, session)
-        self._on_joined()
-
-    def _failed(self, error: BaseException) -> None:
-        text = str(error)
-        if any(reason in text for reason in REFUSALS):
-            self._on_refused(text)
-        else:
-            self._retry_later()
-
-    def _lost(self, result: Any, session: ManagementClient) -> None:
-        if self.session is session:
-            self.session = None
-            self._retry_later()
-
-    # -- using it -----------------------------------------------------------------------------
+        self._kept.kick()
 
     async def call(self, prefix: str, procedure: str, *args: Any, **kwargs: Any) -> Any:
         session = self.session
@@ -164,9 +120,9 @@ class ManagementLink:
         return await session.worker_call(prefix, procedure, *args, **kwargs)
 
     async def close(self) -> None:
-        self._closing = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        session, self.session = self.session, None
-        if session is not None:
-            await session.close(2.0)
+        """Stop rejoining and leave; returns once the session is gone."""
+        await self._kept.stop()
+
+    async def _follow(self, session: ManagementClient) -> None:
+        """Part of joining: a session that misses events is of no use to the node."""
+        await session.follow(WORKER_PREFIX_ROOT, self._on_event)

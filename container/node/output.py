@@ -20,10 +20,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from container.events import describe_worker_event
+
+if TYPE_CHECKING:
+    from twisted.python.failure import Failure
 
 
 def _clock() -> str:
@@ -67,6 +71,17 @@ class NodeOutput:
 
     def error(self, text: str) -> None:
         self._write(self.err, f"container run: error: {text}")
+
+    def errback(self, doing: str) -> Callable[[Failure], None]:
+        """An errback for the node's background work: its failure becomes an error line
+        that says what failed (``doing`` names the child and the task), so no failure ends
+        unseen in an unhandled Deferred."""
+
+        def report(failure: Failure) -> None:
+            error = failure.value
+            self.error(f"{doing}: {type(error).__name__}: {error}")
+
+        return report
 
     def _json(self, record: dict[str, Any]) -> None:
         stamp = datetime.now().astimezone().isoformat(timespec="milliseconds")

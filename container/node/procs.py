@@ -27,17 +27,35 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from container.node.plan import Launch
 from container.policy import Backoff, RestartLimit, RestartWindow
 
 OnLine = Callable[[str, str], None]  # (stream "stdout"/"stderr", line)
+
+log = Logger()
+
+
+class _ProcessTransport(Protocol):
+    """What :class:`ChildProcess` uses of Twisted's process transport (its zope interface
+    does not type-check without the mypy-zope plugin)."""
+
+    pid: int | None
+
+    def write(self, data: bytes) -> None: ...
+
+    def closeStdin(self) -> None: ...
+
+    def closeChildFD(self, descriptor: int) -> None: ...
+
+    def signalProcess(self, signalID: str | int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -125,16 +143,21 @@ class ChildProcess(ProcessProtocol):
     def running(self) -> bool:
         return self.pid is not None and self.status is None
 
+    @property
+    def _process(self) -> _ProcessTransport:
+        return cast(_ProcessTransport, self.transport)
+
     def connectionMade(self) -> None:
-        self.pid = self.transport.pid
+        transport = self._process
+        self.pid = transport.pid
         stdio = self._stdio
         if stdio.stdin:
-            self.transport.write(stdio.stdin)
+            transport.write(stdio.stdin)
         if stdio.close_stdin:
-            self.transport.closeStdin()  # after the write: Twisted flushes it first
+            transport.closeStdin()  # after the write: Twisted flushes it first
         for fd, close in ((1, stdio.close_stdout), (2, stdio.close_stderr)):
             if close:
-                self.transport.closeChildFD(fd)
+                transport.closeChildFD(fd)
 
     def childDataReceived(self, fd: int, data: bytes) -> None:
         lines = (self._partial.get(fd, b"") + data).split(b"\n")
@@ -159,7 +182,7 @@ class ChildProcess(ProcessProtocol):
         if not self.running:
             return
         with contextlib.suppress(ProcessExitedAlready, OSError):
-            self.transport.signalProcess(signum)
+            self._process.signalProcess(signum)
 
     async def stop(self, reactor: Any, timeout: float) -> ExitStatus:
         """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL; returns how it ended."""
@@ -176,13 +199,16 @@ class ChildProcess(ProcessProtocol):
 async def _wait(reactor: Any, exited: Deferred[ExitStatus], timeout: float) -> bool:
     """True if ``exited`` fired within ``timeout`` (without consuming its result)."""
     waiter: Deferred[None] = Deferred()
-    timer = reactor.callLater(timeout, lambda: waiter.called or waiter.callback(None))
 
-    def fired(result: Any) -> Any:
+    def wake() -> None:
         if not waiter.called:
             waiter.callback(None)
+
+    def fired(result: Any) -> Any:
+        wake()
         return result
 
+    timer = reactor.callLater(timeout, wake)
     exited.addBoth(fired)
     await waiter
     if timer.active():
@@ -277,8 +303,16 @@ class Supervised:
         process = spawn(self.reactor, self._launch(), protocol)
         self.process = process
         process.exited.addCallback(self._exited, process)
+        process.exited.addErrback(self._exit_not_handled, process)
         self._listener.spawned(self, process)
         return process
+
+    def _exit_not_handled(self, failure: Failure, process: ChildProcess) -> ExitStatus | None:
+        """The owner failed while handling an exit: log it with the child it was about, and
+        keep the exit status for whoever waits for the process (a stop)."""
+        log.failure("{name}: handling the exit of process {pid} failed", failure,
+                    name=self.name, pid=process.pid)
+        return process.status
 
     def _exited(self, status: ExitStatus, process: ChildProcess) -> ExitStatus:
         if process is not self.process:

@@ -1,7 +1,8 @@
-"""``python -m container.router WORKER.json``: one Crossbar.io router or proxy worker."""
+"""``python -m container.router WORKER.json``: one Crossbar.io router or proxy worker
+(the node's child; the same as ``container router``)."""
 
 import sys
 
-from container.router.main import main
+from container.cli import main
 
-sys.exit(main())
+sys.exit(main(["router", *sys.argv[1:]]))

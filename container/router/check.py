@@ -55,7 +55,7 @@ _ABSENT = re.compile(
 _PYTHON_TYPE = re.compile(r"<class '([^']*)'>")
 
 
-def crossbar_view(document: dict[str, Any]) -> dict[str, Any]:
+def crossbar_view(document: Any) -> Any:
     """The document as Crossbar.io should check it: a copy without our container workers and
     without ``controller.management`` (external router mode, ours); anything else unchanged."""
     view = copy.deepcopy(document)
@@ -100,7 +100,7 @@ def crossbar_findings(document: dict[str, Any]) -> list[tuple[KeyPath, str]]:
 def _top_level(message: str, view: Any) -> Finding:
     """A refusal of no controller or worker item: at the top-level key it quotes, if any
     (only top-level keys are looked at: a quoted version number is no value deep inside)."""
-    keys = {key: {} for key in view} if isinstance(view, dict) else {}
+    keys: dict[str, Any] = {key: {} for key in view} if isinstance(view, dict) else {}
     return _quoted_key_path(message, keys), message
 
 

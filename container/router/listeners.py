@@ -30,6 +30,7 @@ __all__ = [
     "UNIX_PATH_MAX",
     "bind_listeners",
     "bindable",
+    "close_listeners",
     "endpoint_key",
     "pin_ports",
 ]
@@ -83,8 +84,18 @@ def bind_listeners(
     return bound
 
 
-def pin_ports(worker: dict[str, Any], sockets: Mapping[str, socket.socket]) -> dict[str, Any]:
-    """A copy of the worker configuration with the ports its TCP sockets really got."""
+def close_listeners(bound: Mapping[str, Mapping[str, socket.socket]]) -> None:
+    """Close every socket of :func:`bind_listeners` results kept per worker id."""
+    for sockets in bound.values():
+        for sock in sockets.values():
+            sock.close()
+
+
+def pin_ports(
+    worker: Mapping[str, Any], sockets: Mapping[str, socket.socket]
+) -> dict[str, Any]:
+    """A copy of the worker configuration with the ports its TCP sockets really got; the
+    configuration given is left as it is (it belongs to a frozen plan)."""
     pinned = {**worker, "transports": []}
     for transport in worker.get("transports", []):
         sock = sockets.get(str(transport.get("id")))

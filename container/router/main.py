@@ -76,8 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Serve until SIGTERM: 0 after a clean stop, 2 when the worker cannot be brought up."""
+def main(argv: list[str] | None, reactor: Any) -> int | Deferred[int]:
+    """Serve until SIGTERM: 0 after a clean stop, 2 when the worker cannot be brought up.
+
+    Returns the exit code at once when nothing can be served, else a Deferred of it that
+    fires once the reactor (run by the CLI) may stop."""
     args = _parser().parse_args(argv)
     err = sys.stderr
     try:
@@ -99,15 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         _adopt_sockets(workers[1], {"management": management_socket}, cbdir)
     # the imported heap is permanent: keep the cyclic collector off it
     gc.freeze()
-    from twisted.internet import reactor
-
-    status = {"code": 0}
+    done: Deferred[int] = Deferred()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    reactor.callWhenRunning(  # type: ignore[attr-defined]
-        _run, reactor, workers, args, cbdir, out, err, status
-    )
-    reactor.run()  # type: ignore[attr-defined]
-    return status["code"]
+    reactor.callWhenRunning(_run, reactor, workers, args, cbdir, out, err, done)
+    return done
 
 
 def _run(
@@ -117,7 +115,7 @@ def _run(
     cbdir: str,
     out: TextIO,
     err: TextIO,
-    status: dict[str, int],
+    done: Deferred[int],
 ) -> None:
     from container.router.host import WorkerHost
 
@@ -127,20 +125,18 @@ def _run(
                             key_dir=key_dir, loglevel=args.loglevel)
                  for worker, key_dir in zip(workers, key_dirs, strict=False)]
     except Exception as error:  # the node key could not be read or written, ...
-        status["code"] = _fail(f"cannot set up the worker: {error}", err)
-        reactor.stop()
+        done.callback(_fail(f"cannot set up the worker: {error}", err))
         return
 
     def ready(_: Any) -> None:
-        _stop_on_sigterm(reactor, hosts)
+        _stop_on_sigterm(reactor, hosts, done)
         transports = [transport for host in hosts for transport in host.listening()]
         line = {"event": "ready", "pid": os.getpid(), "transports": transports}
         out.write(json.dumps(line) + "\n")
         out.flush()
 
     def failed(failure: Any) -> None:
-        status["code"] = _fail(_reason(failure.value, last_failure), err)
-        reactor.stop()
+        done.callback(_fail(_reason(failure.value, last_failure), err))
 
     last_failure = _LastFailure()
     starts = [Deferred.fromCoroutine(host.start()) for host in hosts]
@@ -167,8 +163,8 @@ def _node_config_valid(path: str, out: TextIO, err: TextIO) -> bool:
     return not findings
 
 
-def _stop_on_sigterm(reactor: Any, hosts: list[Any]) -> None:
-    """SIGTERM: the workers leave (bounded), then the reactor stops. Installed after the
+def _stop_on_sigterm(reactor: Any, hosts: list[Any], done: Deferred[int]) -> None:
+    """SIGTERM: the workers leave (bounded), then ``done`` fires with 0. Installed after the
     workers joined, replacing the handler Crossbar.io's worker installs there."""
 
     async def leave_all() -> None:
@@ -177,9 +173,9 @@ def _stop_on_sigterm(reactor: Any, hosts: list[Any]) -> None:
 
     def stop() -> None:
         reactor.callLater(STOP_TIMEOUT, _exit_now)
-        done = Deferred.fromCoroutine(leave_all())
-        done.addErrback(lambda f: log.warn("worker stop: {err}", err=f.getErrorMessage()))
-        done.addBoth(lambda _: reactor.stop() if reactor.running else None)
+        left = Deferred.fromCoroutine(leave_all())
+        left.addErrback(lambda f: log.warn("worker stop: {err}", err=f.getErrorMessage()))
+        left.addBoth(lambda _: None if done.called else done.callback(0))
 
     signal.signal(signal.SIGTERM, lambda signum, frame: reactor.callFromThread(stop))
 
@@ -197,7 +193,7 @@ class _LastFailure:
         from twisted.logger import globalLogPublisher
 
         self.text = ""
-        globalLogPublisher.addObserver(self)
+        globalLogPublisher.addObserver(self)  # type: ignore[arg-type]  # a callable observer
 
     def __call__(self, event: dict[str, Any]) -> None:
         failure = event.get("log_failure")

@@ -17,21 +17,12 @@ from autobahn.wamp.types import CallDetails, PublishOptions, RegisterOptions
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.python.failure import Failure
 
-from container.config import ComponentSpec, parse_component
+from container.components import ComponentSpec, parse_component
 from container.errors import ContainerError, InvalidConfiguration
 from container.worker.supervisor import Supervisor
 
 log = txaio.make_logger()
 
-PROCEDURES = (
-    "start_component",
-    "stop_component",
-    "restart_component",
-    "get_component",
-    "get_components",
-    "get_status",
-    "shutdown",
-)
 # the procedures that report who called them; the others skip autobahn's CallDetails
 WANTS_CALLER = frozenset({"stop_component", "restart_component"})
 
@@ -77,15 +68,31 @@ class ManagementApi:
 
     # -- wiring -------------------------------------------------------------------------------
 
+    def procedures(self) -> dict[str, Callable[..., Any]]:
+        """The procedures, by the URI suffix each is registered under (after ``PREFIX.``).
+
+        The wire name is written here, once, and does not follow the Python name: renaming a
+        method cannot change the API. The URIs are listed in ``docs/management-api.md``.
+        """
+        return {
+            "start_component": self.start_component,
+            "stop_component": self.stop_component,
+            "restart_component": self.restart_component,
+            "get_component": self.get_component,
+            "get_components": self.get_components,
+            "get_status": self.get_status,
+            "shutdown": self.shutdown,
+        }
+
     async def attach(self, session: Any) -> None:
         """Register every procedure on a (re)joined management session."""
         self.session = session
         registrations = [
             session.register(
-                _guarded(getattr(self, name)), f"{self.prefix}.{name}",
+                _guarded(procedure), f"{self.prefix}.{name}",
                 options=RegisterOptions(details_arg="details") if name in WANTS_CALLER else None,
             )
-            for name in PROCEDURES
+            for name, procedure in self.procedures().items()
         ]
         await DeferredList(registrations, fireOnOneErrback=True, consumeErrors=True)
 
@@ -96,9 +103,9 @@ class ManagementApi:
         """Publish ``PREFIX.topic`` to every subscriber, the caller included.
 
         Lifecycle events go out unacknowledged: an acknowledgement is one more message per
-        event through the router, a measurable share of a component start. ``on_worker_ready``
-        is acknowledged, so a router that refuses our publications is reported in the log
-        once per join rather than never.
+        event through the router, on the path of every component start (docs/benchmarks.md).
+        ``on_worker_ready`` is acknowledged, so a router that refuses our publications is
+        reported in the log once per join rather than never.
         """
         session = self.session
         event = {"worker": self.worker_id, **payload}
@@ -185,8 +192,9 @@ def _guarded(procedure: Callable[..., Any]) -> Callable[..., Deferred[Any]]:
 
 
 def _translate(failure: Failure) -> Failure:
-    if failure.check(ContainerError):
-        return Failure(_as_application_error(failure.value))
+    error = failure.value
+    if isinstance(error, ContainerError):
+        return Failure(_as_application_error(error))  # type: ignore[no-untyped-call]
     return failure
 
 
@@ -194,9 +202,9 @@ def _release(config: Any, spec: ComponentSpec) -> None:
     """Empty the call's decoded configuration once the worker has its own copy.
 
     autobahn holds a call's arguments until the call returns, and a start returns only when
-    the component has joined: a thousand concurrent starts held a thousand decoded copies
-    for the whole burst (1.4 KiB of the worker's growth per component). The dict was
-    decoded for this call alone; the spec keeps the configuration (``spec.raw``, shared by
+    the component has joined: a burst of concurrent starts would hold one decoded copy per
+    pending start for the whole burst (docs/benchmarks.md). The dict was decoded for this
+    call alone; the spec keeps the configuration (``spec.raw``, shared by
     the components started from it). A configuration the spec refers to is kept.
     """
     if isinstance(config, dict) and spec.raw is not config:

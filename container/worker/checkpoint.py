@@ -29,18 +29,15 @@ from functools import cache
 from typing import Any
 
 import cbor2
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
-from container.config import schema_registry
+from container.errors import CheckpointError
 from container.files import temporary_prefix
+from container.validation import schema_registry
 
 CHECKPOINT_VERSION = 1
 CHECKPOINT_SCHEMA_ID = "https://wamp-container.invalid/schema/checkpoint.schema.json"
 _TAGS = ("$bytes", "$map", "$cbor")
-
-
-class CheckpointError(Exception):
-    """A checkpoint that cannot be written, or read back."""
 
 
 # -- encoding -----------------------------------------------------------------------------

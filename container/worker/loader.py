@@ -15,11 +15,15 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
+import txaio
 from autobahn.wamp import protocol
 
+from container.deferreds import log_failure
 from container.errors import ClassImportFailed
+
+_log = txaio.make_logger()
 
 
 def _split(dotted: str) -> tuple[str, str]:
@@ -111,7 +115,7 @@ def load_session_class(classname: str) -> type[protocol.ApplicationSession]:
     candidate = load_attribute(classname)
     if not _is_session_class(candidate):
         raise _not_a_session(classname, candidate)
-    return candidate  # type: ignore[no-any-return]
+    return cast(type[protocol.ApplicationSession], candidate)
 
 
 def load_class_component(classname: str) -> Any:
@@ -224,10 +228,10 @@ class Reloader:
                 self._reload_one(name, module)
         except ClassImportFailed:
             for name, namespace in saved.items():
-                module = sys.modules.get(name)
-                if module is not None:
-                    module.__dict__.clear()
-                    module.__dict__.update(namespace)
+                restored = sys.modules.get(name)
+                if restored is not None:
+                    restored.__dict__.clear()
+                    restored.__dict__.update(namespace)
             raise
         for name in saved:
             mtime = _mtime(_module_source(sys.modules[name]) or "")
@@ -282,7 +286,9 @@ class SourceWatcher:
         self._loop.clock = clock
 
     def start(self) -> None:
-        self._loop.start(self._interval, now=False)
+        # the loop ends only when stopped, or when a check raises: that must reach the log
+        log_failure(self._loop.start(self._interval, now=False), _log,
+                    "watching the component sources for changes")
 
     def stop(self) -> None:
         if self._loop.running:

@@ -3,18 +3,17 @@
 :class:`Worker` is the process context: it owns the supervisor, the management API, the
 connection to the management realm (a Twisted ``ClientService``, so a lost management
 connection is retried with backoff while the components keep running), the checkpoint
-file, and the shutdown sequence. It guards its reactor's ``stop`` so that a component's
-``reactor.stop()`` ends that component only (``container.session.ReactorStopGuard``).
-Only the CLI touches the global reactor.
+(:class:`~container.worker.checkpointing.Checkpointer`), and the shutdown sequence. It
+guards its reactor's ``stop`` so that a component's ``reactor.stop()`` ends that component
+only (:mod:`container.worker.reactor_guard`). The reactor is given to it: only the CLI
+touches the global reactor.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,36 +22,26 @@ from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import CloseDetails, ComponentConfig, PublishOptions, SessionDetails
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import CancelledError, Deferred, FirstError
+from twisted.python.failure import Failure
 
-from container.config import ConfigWarning, ContainerOptions, parse_container_options
+from container.components import parse_component
 from container.connector import build_endpoint
 from container.context import outside_components
-from container.deferreds import share
-from container.errors import InvalidConfiguration
-from container.files import write_atomically
+from container.deferreds import log_failure, share
+from container.errors import ExitCode, InvalidConfiguration
 from container.management import REFUSALS, Credentials, ManagementAddress, parse_management_url
 from container.management.client import AuthenticatingSession, client_factory
+from container.options import ContainerOptions, parse_container_options
 from container.worker.api import ManagementApi
-from container.worker.checkpoint import (
-    CheckpointError,
-    encode_checkpoint,
-    read_checkpoint,
-    remove_stale_temporaries,
-)
+from container.worker.checkpointing import Checkpointer
 from container.worker.loader import Reloader, SourceWatcher
-from container.worker.session import guard_reactor_stop
+from container.worker.os_options import check_on_this_machine
+from container.worker.reactor_guard import ReactorStopGuard, guard_reactor_stop
 from container.worker.supervisor import Supervisor
 
 log = txaio.make_logger()
 
-EXIT_CLEAN = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_MANAGEMENT_REFUSED = 3
-
 PROCEDURE_EXISTS = "wamp.error.procedure_already_exists"
-CHECKPOINT_RETRY_FIRST = 0.5
-CHECKPOINT_RETRY_MAX = 30.0
 
 
 @dataclass(frozen=True)
@@ -102,7 +91,7 @@ class WorkerApi(ManagementApi):
     worker: Worker
 
     def get_status(self) -> dict[str, Any]:
-        return {**super().get_status(), "checkpoint": self.worker.checkpoint_status()}
+        return {**super().get_status(), "checkpoint": self.worker.checkpoint.status()}
 
 
 class Worker:
@@ -114,41 +103,39 @@ class Worker:
         self.started_wall = datetime.now(UTC)
         self.exit_code: int | None = None
         self.done: Deferred[int] = Deferred()
-        self.api = WorkerApi(None, settings.worker_id, settings.uri_prefix, self.shutdown)  # type: ignore[arg-type]
-        self.api.worker = self
+        self.checkpoint = Checkpointer(reactor, settings.state_file, settings.worker_id,
+                                       lambda: self.supervisor.resumable())
         self.supervisor = Supervisor(
             reactor,
             settings.options,
-            emit=self.api.publish,
+            emit=lambda topic, payload: self.api.publish(topic, payload),
             request_shutdown=self._policy_shutdown,
             reloader=Reloader(),
             controller=lambda: self.api.session,
-            on_change=self._checkpoint_soon,
+            on_change=self.checkpoint.soon,
         )
-        self.api.supervisor = self.supervisor
+        self.api = WorkerApi(self.supervisor, settings.worker_id, settings.uri_prefix,
+                             self.shutdown)
+        self.api.worker = self
         self.watcher = self._source_watcher()
         self._service: ClientService | None = None
         self._joined_once = False
         self._shutdown_started = False
         self._stopped_ids: Deferred[list[str]] | None = None
-        self._checkpoint_call: Any = None
-        self._checkpoint_error: str | None = None
-        self._checkpoint_retry = CHECKPOINT_RETRY_FIRST
-        self._checkpoint_problem: dict[str, Any] | None = None
-        self._resume: dict[str, Any] = {}
-        self._stop_guard: Any = None
+        self._stop_guard: ReactorStopGuard | None = None
 
     def _source_watcher(self) -> SourceWatcher | None:
         watch = self.settings.options.watch
         if not watch.enabled:
             return None
-
-        def changed(modules: list[str]) -> None:
-            log.info("source changed: {modules}; reloading", modules=", ".join(modules))
-            Deferred.fromCoroutine(self.supervisor.reload_and_restart(modules))
-
-        return SourceWatcher(self.reactor, self.supervisor.reloader, changed,
+        return SourceWatcher(self.reactor, self.supervisor.reloader, self._sources_changed,
                              watch.interval, watch.debounce)
+
+    def _sources_changed(self, modules: list[str]) -> None:
+        log.info("source changed: {modules}; reloading", modules=", ".join(modules))
+        reloading = Deferred.fromCoroutine(self.supervisor.reload_and_restart(modules))
+        log_failure(reloading, log, "worker {worker}: reloading {modules} and restarting",
+                    worker=self.settings.worker_id, modules=", ".join(modules))
 
     # -- management connection ----------------------------------------------------------
 
@@ -156,7 +143,7 @@ class Worker:
         """Connect to the management realm (retrying with backoff until it answers)."""
         for warning in self.settings.options.warnings:
             log.warn("options.{warning}", warning=warning)
-        self._load_checkpoint()
+        self.checkpoint.load()
         # a component's reactor.stop() ends that component, not this process
         self._stop_guard = guard_reactor_stop(self.reactor, self.supervisor.live_runs)
         factory = self._management_factory()
@@ -216,9 +203,10 @@ class Worker:
                   "realm; this one exits ({error})", id=self.settings.worker_id,
                   prefix=self.api.prefix, error=error.error_message())
         self._shutdown_started = True
+        self.checkpoint.halt()
         session.leave("wamp.close.normal", "worker id in use")
         self._stop_service()
-        self._finish(EXIT_MANAGEMENT_REFUSED)
+        self._finish(ExitCode.REFUSED)
 
     def _ready_event(self, details: SessionDetails, reconnected: bool) -> dict[str, Any]:
         return {
@@ -239,123 +227,69 @@ class Worker:
             log.error("the management realm refused this worker: {reason} {message}",
                       reason=details.reason, message=details.message or "")
             self._stop_service()
-            self._finish(EXIT_MANAGEMENT_REFUSED)
+            self._finish(ExitCode.REFUSED)
         elif not self._shutdown_started:
             log.warn("lost the management realm ({reason}); reconnecting, components keep "
                      "running", reason=details.reason)
 
-    # -- checkpoint and resume ----------------------------------------------------------
-
-    def checkpoint_status(self) -> dict[str, Any] | None:
-        """The checkpoint's health for ``get_status``: None without a state file."""
-        if self.settings.state_file is None:
-            return None
-        return {"path": self.settings.state_file, "ok": self._checkpoint_error is None,
-                "error": self._checkpoint_error, "set_aside": self._checkpoint_problem}
-
-    def _load_checkpoint(self) -> None:
-        """Read the checkpoint before connecting; one that cannot be used is set aside."""
-        path = self.settings.state_file
-        if path is None:
-            return
-        loaded = read_checkpoint(path, self.settings.worker_id)
-        self._resume = loaded.components
-        if loaded.problem is None:
-            return
-        self._checkpoint_problem = {"path": path, "problem": loaded.problem,
-                                    "moved_to": loaded.aside}
-        if loaded.aside is not None:
-            log.error("the checkpoint {path} {problem}: it was set aside as {aside} and "
-                      "nothing is resumed from it", path=path, problem=loaded.problem,
-                      aside=loaded.aside)
-        else:
-            # never overwrite the evidence: no checkpoint is written in this process
-            self._checkpoint_error = f"{path} {loaded.problem}; not overwriting it"
-            log.error("the checkpoint {path} {problem}; nothing is resumed and no checkpoint "
-                      "is written", path=path, problem=loaded.problem)
-
-    def _checkpoint_soon(self) -> None:
-        """Coalesce many registry changes into one write of the state file."""
-        if self.settings.state_file is None or self._shutdown_started:
-            return
-        if self._checkpoint_call is None or not self._checkpoint_call.active():
-            self._checkpoint_call = self.reactor.callLater(0, self._checkpoint_due)
-
-    def _checkpoint_due(self) -> None:
-        if not self._shutdown_started and not self.write_checkpoint():
-            self._checkpoint_call = self.reactor.callLater(self._checkpoint_retry,
-                                                           self._checkpoint_due)
-            self._checkpoint_retry = min(self._checkpoint_retry * 2, CHECKPOINT_RETRY_MAX)
-
-    def write_checkpoint(self) -> bool:
-        """Write the component set to the state file; False (logged, and shown by
-        ``get_status``) if that failed."""
-        path = self.settings.state_file
-        if path is None:
-            return True
-        if self._checkpoint_problem is not None and self._checkpoint_problem["moved_to"] is None:
-            return True  # an unreadable checkpoint we could not set aside is kept as it is
-        try:
-            data = encode_checkpoint(self.settings.worker_id, self.supervisor.resumable())
-            write_atomically(path, data, durable=True)
-        except (CheckpointError, OSError, TypeError, ValueError) as error:
-            cause = error.strerror if isinstance(error, OSError) and error.strerror else error
-            message = f"cannot write the checkpoint {path}: {cause}"
-            if message != self._checkpoint_error:
-                log.error("{message}; retrying", message=message)
-            self._checkpoint_error = message
-            return False
-        if self._checkpoint_error is not None:
-            log.info("the checkpoint {path} is written again", path=path)
-        self._checkpoint_error = None
-        self._checkpoint_retry = CHECKPOINT_RETRY_FIRST
-        return True
+    # -- resume ---------------------------------------------------------------------------
 
     def _resume_checkpoint(self) -> None:
-        path = self.settings.state_file
-        if path is None:
-            return
-        remove_stale_temporaries(path)
-        components, self._resume = self._resume, {}
+        components = self.checkpoint.take_resumable()
         if not components:
             return
-        log.info("resuming {n} component(s) from {path}", n=len(components), path=path)
+        log.info("resuming {n} component(s) from {path}", n=len(components),
+                 path=self.checkpoint.path)
         for component_id, config in components.items():
             if component_id in self.supervisor.components:
                 continue
-            started = Deferred.fromCoroutine(
-                self.supervisor.start(component_id, config, wait_for_router=True)
-            )
-            started.addErrback(
-                lambda failure, cid=component_id: log.error(
-                    "resuming component {id} failed: {error}", id=cid, error=failure.value
-                )
-            )
+            started = Deferred.fromCoroutine(self._resume_one(component_id, config))
+            started.addErrback(self._resume_failed, component_id)
+
+    def _resume_failed(self, failure: Failure, component_id: str) -> None:
+        log.error("worker {worker}: resuming component {id} failed: {error}",
+                  worker=self.settings.worker_id, id=component_id, error=failure.value)
+
+    async def _resume_one(self, component_id: str, config: Any) -> dict[str, Any]:
+        """Start a component of the checkpoint: its configuration is parsed here, at the
+        edge, as the API parses a configuration it is sent."""
+        spec = parse_component(config)
+        return await self.supervisor.start(component_id, spec, wait_for_router=True)
 
     # -- shutdown -------------------------------------------------------------------------
 
     def _policy_shutdown(self, exit_code: int, why: str) -> None:
         log.info("shutting down ({why})", why=why)
         # a component's end may set it off: it is the worker's work, not the component's
-        outside_components(
+        shutting_down = outside_components(
             lambda: Deferred.fromCoroutine(self.shutdown("policy", exit_code, why)))
+        log_failure(shutting_down, log, "worker {worker}: shutting down ({why})",
+                    worker=self.settings.worker_id, why=why)
 
     async def shutdown(
-        self, reason: str = "requested", exit_code: int = EXIT_CLEAN, why: str = ""
+        self, reason: str = "requested", exit_code: int = ExitCode.OK, why: str = ""
     ) -> list[str]:
         """Stop every component, then (after the caller got its answer) leave and exit."""
         if self._stopped_ids is not None:
-            return await share(self._stopped_ids)
+            stopped_before: list[str] = await share(self._stopped_ids)
+            return stopped_before
         self._shutdown_started = True
+        self.checkpoint.halt()
         if self.watcher is not None:
             self.watcher.stop()
         self._stopped_ids = Deferred.fromCoroutine(self.supervisor.shutdown())
-        stopped = await share(self._stopped_ids)
-        if self.settings.state_file is not None and reason in ("policy",):
-            self.write_checkpoint()
-        self.reactor.callLater(0, lambda: Deferred.fromCoroutine(
-            self._leave_and_exit(reason, exit_code, why, stopped)))
+        stopped: list[str] = await share(self._stopped_ids)
+        if reason == "policy":
+            self.checkpoint.write()
+        self.reactor.callLater(0, self._leave_and_exit_soon, reason, exit_code, why, stopped)
         return stopped
+
+    def _leave_and_exit_soon(
+        self, reason: str, exit_code: int, why: str, stopped: list[str]
+    ) -> None:
+        leaving = Deferred.fromCoroutine(self._leave_and_exit(reason, exit_code, why, stopped))
+        log_failure(leaving, log, "worker {worker}: leaving the management realm and exiting",
+                    worker=self.settings.worker_id)
 
     async def _leave_and_exit(
         self, reason: str, exit_code: int, why: str, stopped: list[str]
@@ -363,7 +297,7 @@ class Worker:
         session = self.api.session
         if session is not None and session.is_attached():
             event = {"worker": self.settings.worker_id, "reason": reason, "why": why,
-                     "exit_code": exit_code, "stopped": stopped}
+                     "exit_code": int(exit_code), "stopped": stopped}
             try:
                 published = session.publish(
                     f"{self.api.prefix}.on_shutdown", event,
@@ -380,136 +314,17 @@ class Worker:
     def _stop_service(self) -> None:
         if self._service is not None and self._service.running:
             stopping = self._service.stopService()
-            stopping.addErrback(lambda failure: None)
+            stopping.addErrback(lambda failure: log.warn(
+                "worker {worker}: closing the management connection failed: {error}",
+                worker=self.settings.worker_id, error=failure.value))
 
     def _finish(self, exit_code: int) -> None:
         if self.exit_code is None:
             self.exit_code = exit_code
-            if self._checkpoint_call is not None and self._checkpoint_call.active():
-                self._checkpoint_call.cancel()
+            self.checkpoint.cancel()
             if self._stop_guard is not None:
                 self._stop_guard.remove_source(self.supervisor.live_runs)
             outside_components(self.done.callback, exit_code)
-
-
-def apply_process_options(options: ContainerOptions) -> None:
-    """Options that act on this process: module search path, environment, title, CPUs, reactor.
-
-    Call it before anything imports ``twisted.internet.reactor`` (the CLI does), after
-    :func:`settings_from_arguments` has checked the options against this machine.
-    """
-    for entry in reversed(options.pythonpath):
-        if entry not in sys.path:
-            sys.path.insert(0, os.path.abspath(entry))
-    for name, value in options.env.get("vars", {}).items():
-        os.environ[name] = value
-    if options.title:
-        _set_title(options.title)
-    if options.cpu_affinity is not None and hasattr(os, "sched_setaffinity"):
-        _set_cpu_affinity(options.cpu_affinity)
-    reactor_name = options.reactor.get(sys.platform)
-    if reactor_name and "twisted.internet.reactor" not in sys.modules:
-        _install_reactor(reactor_name)
-
-
-def _set_title(title: str) -> None:
-    import setproctitle
-
-    setproctitle.setproctitle(title)
-
-
-def _set_cpu_affinity(positions: Sequence[int]) -> None:
-    cpus = cpus_at(positions, sorted(os.sched_getaffinity(0)))
-    try:
-        os.sched_setaffinity(0, cpus)
-    except OSError as error:
-        raise InvalidConfiguration(
-            f"invalid container options: cpu_affinity: cannot run on CPUs {sorted(cpus)}: "
-            f"{error.strerror}",
-            key="cpu_affinity",
-        ) from None
-
-
-def cpus_at(positions: Sequence[int], available: Sequence[int]) -> set[int]:
-    """The CPUs at ``positions`` in the sorted list of CPUs this process may use.
-
-    That is what ``cpu_affinity`` means in Crossbar.io (``set_cpu_affinity(relative=True)``):
-    ``[0, 1]`` are the first two CPUs the worker was allowed when it started, a negative
-    position counts from the end; an empty list means all of them.
-    """
-    if not positions:
-        return set(available)
-    try:
-        return {available[position] for position in positions}
-    except IndexError:
-        bad = [p for p in positions if not -len(available) <= p < len(available)]
-        raise InvalidConfiguration(
-            f"invalid container options: cpu_affinity: position {bad[0]} is out of range: "
-            f"this worker may run on {len(available)} CPU(s) {list(available)}, and each "
-            f"entry is a position in that list (0 to {len(available) - 1}, or negative from "
-            "the end), as in Crossbar.io",
-            key="cpu_affinity",
-        ) from None
-
-
-def _twisted_reactors() -> dict[str, Any]:
-    """Twisted's own reactors by short name, without a plugin scan.
-
-    ``twisted.application.reactors.getReactorTypes`` imports every plugin module when the
-    plugin cache is stale, and txtorcon's plugin imports (so installs) the default reactor.
-    """
-    from twisted.application.reactors import Reactor
-    from twisted.plugins import twisted_reactors
-
-    found = vars(twisted_reactors).values()
-    return {reactor.shortName: reactor for reactor in found if isinstance(reactor, Reactor)}
-
-
-def _install_reactor(name: str) -> None:
-    try:
-        _twisted_reactors()[name].install()
-    except Exception as error:
-        raise InvalidConfiguration(
-            f"invalid container options: reactor.{sys.platform}: cannot install the Twisted "
-            f"reactor {name!r}: {error}",
-            key=f"reactor.{sys.platform}",
-        ) from None
-
-
-def check_on_this_machine(options: ContainerOptions) -> ContainerOptions:
-    """The options, checked against this process: CPU positions that exist, a reactor that
-    Twisted knows; with a warning for what cannot take effect here."""
-    warnings: list[ConfigWarning] = []
-    if options.cpu_affinity is not None:
-        if hasattr(os, "sched_getaffinity"):
-            cpus_at(options.cpu_affinity, sorted(os.sched_getaffinity(0)))
-        else:
-            warnings.append(ConfigWarning(("cpu_affinity",), (
-                f"has no effect: {sys.platform} has no process CPU affinity (Crossbar.io "
-                "refuses it there)")))
-    warnings += _reactor_warnings(options.reactor.get(sys.platform))
-    if not warnings:
-        return options
-    return replace(options, warnings=(*options.warnings, *warnings))
-
-
-def _reactor_warnings(name: str | None) -> list[ConfigWarning]:
-    """Nothing when the reactor named for this platform can be (or already is) installed."""
-    if not name:
-        return []
-    modules = {short: reactor.moduleName for short, reactor in _twisted_reactors().items()}
-    if name not in modules:
-        raise InvalidConfiguration(
-            f"invalid container options: reactor.{sys.platform}: no Twisted reactor is named "
-            f"{name!r} (known: {', '.join(sorted(modules))})",
-            key=f"reactor.{sys.platform}",
-        )
-    installed = sys.modules.get("twisted.internet.reactor")
-    if installed is None or type(installed).__module__ == modules[name]:
-        return []
-    return [ConfigWarning(("reactor", sys.platform), (
-        f"has no effect: {name!r} cannot be installed, this process already runs "
-        f"{type(installed).__name__} (installed before the options were read)"))]
 
 
 def settings_from_arguments(
@@ -537,4 +352,3 @@ def settings_from_arguments(
         state_file=state_file,
         serializer=serializer,
     )
-

@@ -1,8 +1,9 @@
 """autobahn's decorator API, ``autobahn.twisted.wamp.Application``, as in
-examples/twisted/wamp/app/hello/hello.py."""
+examples/twisted/wamp/app/hello/hello.py (with ``return`` for Twisted's deprecated
+``returnValue``)."""
 
 from autobahn.twisted.wamp import Application
-from twisted.internet.defer import inlineCallbacks, returnValue
+from twisted.internet.defer import inlineCallbacks
 
 app = Application("com.test.app_object")
 
@@ -16,4 +17,4 @@ def add2(a, b):
 @inlineCallbacks
 def hello():
     res = yield app.session.call("com.test.app_object.add2", 2, 3)
-    returnValue(f"Hello {res}")
+    return f"Hello {res}"

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from typing import Any
@@ -16,19 +15,23 @@ from typing import Any
 import pytest
 import pytest_twisted
 from autobahn.wamp.types import PublishOptions
-from twisted.internet import protocol, reactor
-from twisted.internet.defer import Deferred
+from twisted.internet import reactor
 from twisted.internet.utils import getProcessOutputAndValue
 
-from container.ctl import main as ctl
-from tests import wampclient
-from tests.conftest import TESTER_TICKET, RouterAddresses, router_config
-from tests.routerproc import start_router_process
-from tests.wampclient import poll
+from container.ctl.commands import load_component_file
+from container.ctl.output import Output, format_duration, format_event
+from container.ctl.target import WorkerRef, read_ctl_file
+from container.errors import CtlError
+from container.events import describe_worker_event
+from container.management import Credentials
+from tests.support import wampclient
+from tests.support.ports import free_port
+from tests.support.processes import ChildProcess, Children
+from tests.support.router import OBSERVER_TICKET, TESTER_TICKET, start_router
+from tests.support.wampclient import poll
 
 SECRET_VARIABLE = "CTL_TEST_TICKET"
 OBSERVER_VARIABLE = "CTL_TEST_OBSERVER_TICKET"
-OBSERVER_TICKET = "observer-secret"
 CONTAINER = os.path.join(os.path.dirname(sys.executable), "container")
 TIMEOUT = 60.0
 
@@ -48,33 +51,20 @@ def child_environment(**extra: str) -> dict[str, str]:
     return environment
 
 
-@pytest.fixture(scope="module")
-def router(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """conftest's router, plus a management principal "observer" with Crossbar.io's built-in
-    authrole "trusted": the only role its meta API shows ``crossbar.*`` registrations to, so
-    the only one that can discover workers (tester's "controller" role sees none)."""
-    folder = tmp_path_factory.mktemp("ctl-router")
-    config = router_config(str(folder / "app.sock"))
-    [management_transport] = [t for t in config["transports"] if t["id"] == "management"]
-    principals = management_transport["auth"]["ticket"]["principals"]
-    principals["observer"] = {"ticket": OBSERVER_TICKET, "role": "trusted"}
-    process = start_router_process(config, folder)
-    yield RouterAddresses(process)
-    process.stop()
-
-
 def management(router: Any, *more: str, authid: str = "tester") -> list[str]:
-    """Connection options for the test router's ticket-authenticated management realm."""
+    """Connection options for the test router's ticket-authenticated management realm
+    ("observer" has the authrole "trusted", the only one that can discover workers: tester's
+    "controller" role sees none)."""
     variable = OBSERVER_VARIABLE if authid == "observer" else SECRET_VARIABLE
     return ["--management", f"rs://127.0.0.1:{router.management_port}", "--realm", "crossbar",
             "--authid", authid, "--secret-env", variable, *more]
 
 
-async def run_ctl(*arguments: str) -> tuple[str, str, int]:
+async def run_ctl(*arguments: str, env: dict[str, str] | None = None) -> tuple[str, str, int]:
     """Run ``container ctl ARGUMENTS`` to the end without blocking the reactor."""
     executable, *rest = command_line()
     out, err, code = await getProcessOutputAndValue(
-        executable, [*rest, "ctl", *arguments], env=child_environment(), reactor=reactor
+        executable, [*rest, "ctl", *arguments], env=env or child_environment(), reactor=reactor
     ).addTimeout(TIMEOUT, reactor)
     return out.decode(), err.decode(), code
 
@@ -287,12 +277,6 @@ async def test_an_unknown_worker_is_one_error_line_and_exit_1(router):
 # connection and usage errors
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest_twisted.ensureDeferred
 async def test_an_unreachable_router_is_one_line_and_exit_1():
     out, err, code = await run_ctl("--management", f"rs://127.0.0.1:{free_port()}", "list")
@@ -311,13 +295,10 @@ async def test_a_wrong_ticket_is_one_line_and_exit_1(router):
     assert code == 2  # no secret at all: a usage error
     assert "CTL_TEST_NO_SUCH_VARIABLE" in err
 
-    executable, *rest = command_line()
-    _, err, code = await getProcessOutputAndValue(
-        executable, [*rest, "ctl", *management(router), "list"],
-        env=child_environment(**{SECRET_VARIABLE: "wrong"}), reactor=reactor,
-    ).addTimeout(TIMEOUT, reactor)
+    _, err, code = await run_ctl(*management(router), "list",
+                                 env=child_environment(**{SECRET_VARIABLE: "wrong"}))
     assert code == 1
-    [line] = lines(err.decode())
+    [line] = lines(err)
     assert line.startswith("error: the management realm 'crossbar' refused to let us join")
 
 
@@ -342,56 +323,22 @@ def test_usage_errors_exit_2(arguments):
 # watch
 
 
-class Child(protocol.ProcessProtocol):
-    """A child process whose output the test reads while it runs."""
-
-    def __init__(self) -> None:
-        self.out = ""
-        self.err = ""
-        self.ended: Deferred[int] = Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.out += data.decode()
-
-    def errReceived(self, data: bytes) -> None:
-        self.err += data.decode()
-
-    def processEnded(self, reason: Any) -> None:
-        self.ended.callback(reason.value.exitCode)
-
-    async def wait_for(self, stream: str, text: str) -> None:
-        try:
-            await poll(lambda: text in getattr(self, stream), timeout=TIMEOUT)
-        except AssertionError:
-            raise AssertionError(f"{text!r} not in {stream}; out={self.out!r} "
-                                 f"err={self.err!r}") from None
-
-
-def spawn_ctl(*arguments: str) -> tuple[Child, int]:
-    child = Child()
-    executable, *rest = command_line()
-    transport = reactor.spawnProcess(child, executable, [executable, *rest, "ctl", *arguments],
-                                     env=child_environment())
-    return child, transport.pid
-
-
-async def stop_child(child: Child, pid: int) -> int:
-    os.kill(pid, signal.SIGTERM)
-    return await child.ended.addTimeout(TIMEOUT, reactor)
+def spawn_ctl(children: Children, *arguments: str) -> ChildProcess:
+    """``container ctl ARGUMENTS`` running while the test reads its output."""
+    return children.spawn([*command_line(), "ctl", *arguments], env=child_environment(),
+                          inherit=False)
 
 
 @pytest_twisted.ensureDeferred
-async def test_watch_prints_events_as_they_happen_until_sigterm(env):
+async def test_watch_prints_events_as_they_happen_until_sigterm(env, children):
     worker = env.worker.settings.worker_id
-    child, pid = spawn_ctl(*management(env.router), "watch")
-    try:
-        await child.wait_for("err", "watching crossbar.worker.*")
-        await env.call("start_component", "alpha", env.component("hello.Quiet"))
-        await child.wait_for("out", f"{worker}/alpha started (realm realm1")
-        await env.call("stop_component", "alpha")
-        await child.wait_for("out", f"{worker}/alpha stopped (requested)")
-    finally:
-        code = await stop_child(child, pid)
+    child = spawn_ctl(children, *management(env.router), "watch")
+    await child.wait_for("watching crossbar.worker.*", "err")
+    await env.call("start_component", "alpha", env.component("hello.Quiet"))
+    await child.wait_for(f"{worker}/alpha started (realm realm1", "out")
+    await env.call("stop_component", "alpha")
+    await child.wait_for(f"{worker}/alpha stopped (requested)", "out")
+    code = await child.stop()
     assert code == 0, child.err
     started, stopped = (line for line in lines(child.out) if f"{worker}/alpha" in line)
     assert "started" in started
@@ -400,15 +347,13 @@ async def test_watch_prints_events_as_they_happen_until_sigterm(env):
 
 
 @pytest_twisted.ensureDeferred
-async def test_watch_json_prints_one_event_per_line(env):
+async def test_watch_json_prints_one_event_per_line(env, children):
     worker = env.worker.settings.worker_id
-    child, pid = spawn_ctl(*management(env.router, "--worker", worker), "watch", "--json")
-    try:
-        await child.wait_for("err", f"watching {env.prefix}.*")
-        await env.call("start_component", "alpha", env.component("faulty.CrashesAfterJoin"))
-        await child.wait_for("out", '"on_component_stop"')
-    finally:
-        code = await stop_child(child, pid)
+    child = spawn_ctl(children, *management(env.router, "--worker", worker), "watch", "--json")
+    await child.wait_for(f"watching {env.prefix}.*", "err")
+    await env.call("start_component", "alpha", env.component("faulty.CrashesAfterJoin"))
+    await child.wait_for('"on_component_stop"', "out")
+    code = await child.stop()
     assert code == 0, child.err
     events = [json.loads(line) for line in lines(child.out)]
     assert [e["event"] for e in events][:2] == ["on_component_start", "on_component_stop"]
@@ -418,20 +363,12 @@ async def test_watch_json_prints_one_event_per_line(env):
 
 
 @pytest_twisted.ensureDeferred
-async def test_watch_exits_1_when_the_management_realm_stays_away(tmp_path):
-    lonely = start_router_process(router_config(str(tmp_path / "app.sock")), tmp_path)
-    try:
-        child, pid = spawn_ctl(*management(RouterAddresses(lonely)), "watch",
-                               "--reconnect-for", "1")
-        try:
-            await child.wait_for("err", "watching crossbar.worker.*")
-            lonely.kill()
-            code = await child.ended.addTimeout(TIMEOUT, reactor)
-        finally:
-            if not child.ended.called:
-                await stop_child(child, pid)
-    finally:
-        lonely.stop()
+async def test_watch_exits_1_when_the_management_realm_stays_away(routers, children):
+    lonely = start_router(routers)
+    child = spawn_ctl(children, *management(lonely), "watch", "--reconnect-for", "1")
+    await child.wait_for("watching crossbar.worker.*", "err")
+    lonely.process.kill()
+    code = await child.exited.addTimeout(TIMEOUT, reactor)
     assert code == 1
     assert lines(child.err)[-2:] == [
         "lost the connection to the management realm; reconnecting for up to 1 s",
@@ -441,48 +378,39 @@ async def test_watch_exits_1_when_the_management_realm_stays_away(tmp_path):
 
 
 @pytest_twisted.ensureDeferred
-async def test_watch_follows_events_again_after_the_router_restarts(tmp_path):
-    router = start_router_process(router_config(str(tmp_path / "app.sock")), tmp_path)
+async def test_watch_follows_events_again_after_the_router_restarts(routers, children):
+    router = start_router(routers)
+    child = spawn_ctl(children, *management(router), "watch")
+    await child.wait_for("watching crossbar.worker.*", "err")
+    router.process.kill()
+    await child.wait_for("lost the connection to the management realm", "err")
+    router.process.restart()
+    await child.wait_for("reconnected: watching crossbar.worker.* again", "err")
+    publisher = await wampclient.connect(router.management_address(), "crossbar",
+                                         authid="tester", ticket=TESTER_TICKET)
     try:
-        port = RouterAddresses(router).management_port
-        child, pid = spawn_ctl(*management(RouterAddresses(router)), "watch")
-        try:
-            await child.wait_for("err", "watching crossbar.worker.*")
-            router.kill()
-            await child.wait_for("err", "lost the connection to the management realm")
-            router.restart()
-            await child.wait_for("err", "reconnected: watching crossbar.worker.* again")
-            publisher = await wampclient.connect(
-                {"kind": "rawsocket", "host": "127.0.0.1", "port": port}, "crossbar",
-                authid="tester", ticket=TESTER_TICKET)
-            try:
-                await publisher.publish(
-                    "crossbar.worker.w9.on_component_start",
-                    {"worker": "w9", "id": "late", "realm": "realm1", "session": 7},
-                    options=PublishOptions(acknowledge=True))
-                await child.wait_for("out", "w9/late started (realm realm1, session 7)")
-            finally:
-                await wampclient.close(publisher)
-        finally:
-            code = await stop_child(child, pid)
+        await publisher.publish(
+            "crossbar.worker.w9.on_component_start",
+            {"worker": "w9", "id": "late", "realm": "realm1", "session": 7},
+            options=PublishOptions(acknowledge=True))
+        await child.wait_for("w9/late started (realm realm1, session 7)", "out")
     finally:
-        router.stop()
+        await wampclient.close(publisher)
+    code = await child.stop()
     assert code == 0, child.err
     assert "Traceback" not in child.err
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_command_interrupted_while_waiting_exits_128_plus_signal(env, tmp_path):
+async def test_a_command_interrupted_while_waiting_exits_128_plus_signal(env, tmp_path, children):
     worker = env.worker.settings.worker_id
     file = tmp_path / "slow.json"
     # a long grace period: the start must still be under way when ctl is interrupted
     file.write_text(json.dumps({**env.component("faulty.SlowJoin"), "ready_grace": 60}))
-    child, pid = spawn_ctl(*management(env.router), "start", worker, "slow", str(file))
-    try:
-        # the start is under way (and never finishes: SlowJoin's onJoin does not return)
-        await poll(lambda: "slow" in env.worker.supervisor.components, timeout=TIMEOUT)
-    finally:
-        code = await stop_child(child, pid)
+    child = spawn_ctl(children, *management(env.router), "start", worker, "slow", str(file))
+    # the start is under way (and never finishes: SlowJoin's onJoin does not return)
+    await poll(lambda: "slow" in env.worker.supervisor.components, timeout=TIMEOUT)
+    code = await child.stop()
     assert code == 128 + signal.SIGTERM
     assert lines(child.err) == ["interrupted"]
     assert child.out == ""
@@ -576,16 +504,16 @@ def test_read_ctl_file_gives_address_credentials_and_workers(router, tmp_path):
         {"id": "w1", "prefix": "crossbar.worker.w1", "pid": 1},
         {"id": "custom", "prefix": "com.example.custom", "pid": 2},
     ])
-    target = ctl.read_ctl_file(config)
+    target = read_ctl_file(config)
     assert target.realm == "crossbar"
-    assert target.credentials == ctl.Credentials("tester", "ticket", TESTER_TICKET)
+    assert target.credentials == Credentials("tester", "ticket", TESTER_TICKET)
     assert target.address.endpoint.port == router.management_port
     assert [w.id for w in target.workers] == ["w1", "custom"]
     assert target.worker("custom").prefix == "com.example.custom"
     assert target.worker("other").prefix == "crossbar.worker.other"
     assert target.watch_prefixes() == ["crossbar.worker.", "com.example.custom."]
-    only = ctl.read_ctl_file(config, ["custom"])
-    assert only.workers == (ctl.WorkerRef("custom", "com.example.custom"),)
+    only = read_ctl_file(config, ["custom"])
+    assert only.workers == (WorkerRef("custom", "com.example.custom"),)
     assert only.watch_prefixes() == ["com.example.custom."]
 
 
@@ -593,8 +521,8 @@ def test_ctl_file_that_is_not_json_is_refused(tmp_path):
     folder = tmp_path / ".container-run" / "node"
     folder.mkdir(parents=True)
     (folder / "ctl.json").write_text("{")
-    with pytest.raises(ctl.CtlError, match="not a valid ctl file"):
-        ctl.read_ctl_file(tmp_path / "node.json")
+    with pytest.raises(CtlError, match="not a valid ctl file"):
+        read_ctl_file(tmp_path / "node.json")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -621,7 +549,7 @@ async def test_options_may_follow_the_command(env, tmp_path):
 
 def test_event_lines_say_what_happened():
     def line(kind: str, **payload: Any) -> str:
-        return ctl.format_event(f"crossbar.worker.w1.{kind}", {"worker": "w1", **payload})[0]
+        return format_event(f"crossbar.worker.w1.{kind}", {"worker": "w1", **payload})[0]
 
     assert line("on_component_start", id="a", realm="realm1", session=7, restarts=0) == (
         "w1/a started (realm realm1, session 7)")
@@ -631,32 +559,45 @@ def test_event_lines_say_what_happened():
         "w1/a stopped (requested)")
     assert line("on_component_stop", id="a", reason="failed", message="boom\ntrace",
                 will_restart=True, restart_in=1.25, attempt=2) == (
-        "w1/a failed: boom trace; restarting in 1.2s (attempt 2)")
+        "w1/a failed (boom trace; restarting in 1.2s, attempt 2)")
     assert line("on_component_stop", id="a", reason="lost", message="gone",
                 will_restart=False, gave_up=True) == (
-        "w1/a lost its connection: gone; gave up restarting it")
+        "w1/a lost its connection (gone; gave up restarting it)")
     assert line("on_component_restart", id="a", cause="requested", attempt=0) == (
         "w1/a restarting (requested)")
     assert line("on_component_restart", id="a", cause="failed", attempt=3, delay=4.0) == (
-        "w1/a restarting after it failed (attempt 3, in 4.0s)")
+        "w1/a restarting (after it failed, attempt 3, in 4.0s)")
     assert line("on_worker_ready", pid=42, components=["a", "b"]) == (
         "worker w1 ready (pid 42, 2 components)")
     assert line("on_shutdown", reason="requested", exit_code=0, stopped=["a"]) == (
         "worker w1 shut down (requested; exit code 0, stopped 1 component)")
-    assert line("on_something_new", x=1) == 'worker w1 on_something_new {"worker": "w1", "x": 1}'
+    assert line("on_something_new", x=1) == (
+        'worker w1 on_something_new ({"worker": "w1", "x": 1})')
+
+
+def test_the_node_and_watch_word_an_event_alike():
+    """One wording (container.events): the node lays it out in columns, watch in a line."""
+    event = {"worker": "w1", "id": "a", "reason": "failed", "message": "boom",
+             "will_restart": True, "restart_in": 0.41, "attempt": 2}
+    what, details = describe_worker_event("on_component_stop", event)
+    assert (what, details) == ("failed", "boom; restarting in 0.4s, attempt 2")
+    assert format_event("crossbar.worker.w1.on_component_stop", event)[0] == (
+        f"w1/a {what} ({details})")
+    assert describe_worker_event("on_worker_ready", {"pid": 42, "components": []}) == (
+        "worker ready", "pid 42, 0 components")
 
 
 def test_durations_read_at_a_glance():
-    assert [ctl.format_duration(s) for s in (None, 0, 5.25, 61, 3 * 3600 + 120, 90000)] == [
+    assert [format_duration(s) for s in (None, 0, 5.25, 61, 3 * 3600 + 120, 90000)] == [
         "-", "0.0s", "5.2s", "1m01s", "3h02m", "1d01h"]
 
 
 def test_plain_tables_are_aligned_and_terminal_tables_use_rich():
     plain = io.StringIO()
-    ctl.Output(plain, terminal=False).table(["worker", "id"], [["w1", "a"], ["w10", "bb"]])
+    Output(plain, terminal=False).table(["worker", "id"], [["w1", "a"], ["w10", "bb"]])
     assert plain.getvalue().splitlines() == ["WORKER  ID", "w1      a", "w10     bb"]
     rich = io.StringIO()
-    ctl.Output(rich, terminal=True).table(["worker", "id"], [["w1", "a[b]"]])
+    Output(rich, terminal=True).table(["worker", "id"], [["w1", "a[b]"]])
     assert "┃" in rich.getvalue() or "│" in rich.getvalue()
     assert "a[b]" in rich.getvalue()  # user text is not taken for rich markup
 
@@ -668,15 +609,15 @@ def test_component_file_paths_are_relative_to_the_file(tmp_path):
         "type": "class", "classname": "hello.Quiet", "realm": "realm1",
         "transport": {"type": "rawsocket", "endpoint": {"type": "unix", "path": "../r.sock"}},
     }))
-    config = ctl.load_component_file(str(file))
+    config = load_component_file(str(file))
     assert config["transport"]["endpoint"]["path"] == str(tmp_path / "r.sock")
 
 
 def test_component_file_must_hold_an_object(tmp_path):
     file = tmp_path / "list.json"
     file.write_text("[]")
-    with pytest.raises(ctl.CtlError, match=r"list\.json:1:1: .* must be a JSON object"):
-        ctl.load_component_file(str(file))
+    with pytest.raises(CtlError, match=r"list\.json:1:1: .* must be a JSON object"):
+        load_component_file(str(file))
 
 
 def test_a_component_file_naming_another_id_is_refused_before_connecting(tmp_path):

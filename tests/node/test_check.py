@@ -21,22 +21,15 @@ from typing import Any
 
 import pytest
 
-from container.errors import InvalidConfiguration
+from container.errors import ConfigFileUnreadable, InvalidConfiguration, NodeConfigError
 from container.node import config as nodeconfig
-from container.node.config import (
-    ConfigFileUnreadable,
-    NodeConfigError,
-    Problem,
-    check_main,
-    format_path,
-    load_node_config,
-    load_schema,
-    node_validator,
-)
+from container.node.check import check_main
+from container.node.config import load_node_config, node_validator
+from container.positions import Problem
 from container.router.check import crossbar_view
+from container.validation import format_key_path, load_schema
+from tests.support.paths import ROOT, TESTS
 
-TESTS = Path(__file__).resolve().parent.parent
-ROOT = TESTS.parent
 VALID = "configs/valid/node.json"
 CROSSBAR_VALID = sorted(path.name for path in (TESTS / "configs" / "crossbar").glob("*.json"))
 
@@ -52,85 +45,54 @@ def check_lines(capsys: pytest.CaptureFixture[str], *files: str) -> tuple[int, l
     return code, capsys.readouterr().out.splitlines()
 
 
+SINGLE_PROBLEMS = {
+    "syntax error: its line and column": (
+        "configs/syntax_error.json",
+        "configs/syntax_error.json:5:9: (root): invalid JSON: Expecting ',' delimiter"),
+    "unknown key: the close match suggested": (
+        "configs/unknown_key.json",
+        "configs/unknown_key.json:7:17: workers[0].options.restrat: "
+        "unknown key 'restrat' (did you mean 'restart'?)"),
+    # in a container worker (ours); the same mistake in a router is Crossbar.io's to say
+    "wrong type: expected and actual type": (
+        "configs/wrong_type.json",
+        "configs/wrong_type.json:8:110: workers[0].components[0].transport.endpoint.port: "
+        "wrong type: expected integer, got string '8080'"),
+    "invalid restart mode: the valid ones listed": (
+        "configs/bad_restart_mode.json",
+        "configs/bad_restart_mode.json:6:36: workers[0].options.restart: "
+        "invalid value 'restart-sometimes' "
+        "(valid: restart-never, restart-always, restart-failed, restart-on-failed)"),
+    "missing realm: the component named": (
+        "configs/missing_realm.json",
+        "configs/missing_realm.json:7:17: workers[0].components[0]: missing required key 'realm'"),
+    "duplicate component ids within a worker": (
+        "configs/duplicate_component_ids.json",
+        "configs/duplicate_component_ids.json:12:44: workers[0].components[1].id: "
+        "duplicate component id 'hello' (also used by workers[0].components[0])"),
+    # guest and proxy workers are supported now; Crossbar.io's others are still refused
+    "Crossbar.io-only worker type: not supported": (
+        "configs/unsupported_worker.json",
+        "configs/unsupported_worker.json:5:18: workers[1].type: worker type 'websocket-testee' "
+        "is not supported by wamp-container (supported: router, proxy, container, guest)"),
+    "impossible restart/shutdown combination": (
+        "configs/impossible_shutdown.json",
+        "configs/impossible_shutdown.json:8:29: workers[0].options.shutdown: "
+        "'shutdown-on-last-component-stopped' can never trigger with restart 'restart-always' "
+        "and no restart_limit (every such component is restarted); "
+        "set restart_limit or another restart or shutdown mode"),
+}
+
+
 def assert_single_problem(capsys: pytest.CaptureFixture[str], file: str, line: str) -> None:
     code, lines = check_lines(capsys, file)
     assert lines == [line, f"{file}: invalid (1 problem)"]
     assert code == 1
 
 
-def test_syntax_error_is_reported_with_its_line_and_column(capsys: Any) -> None:
-    assert_single_problem(
-        capsys,
-        "configs/syntax_error.json",
-        "configs/syntax_error.json:5:9: (root): invalid JSON: Expecting ',' delimiter",
-    )
-
-
-def test_unknown_key_suggests_the_close_match(capsys: Any) -> None:
-    assert_single_problem(
-        capsys,
-        "configs/unknown_key.json",
-        "configs/unknown_key.json:7:17: workers[0].options.restrat: "
-        "unknown key 'restrat' (did you mean 'restart'?)",
-    )
-
-
-def test_wrong_type_names_expected_and_actual_type(capsys: Any) -> None:
-    """In a container worker (ours); the same mistake in a router is Crossbar.io's to say."""
-    assert_single_problem(
-        capsys,
-        "configs/wrong_type.json",
-        "configs/wrong_type.json:8:110: workers[0].components[0].transport.endpoint.port: "
-        "wrong type: expected integer, got string '8080'",
-    )
-
-
-def test_invalid_restart_mode_lists_the_valid_ones(capsys: Any) -> None:
-    assert_single_problem(
-        capsys,
-        "configs/bad_restart_mode.json",
-        "configs/bad_restart_mode.json:6:36: workers[0].options.restart: "
-        "invalid value 'restart-sometimes' "
-        "(valid: restart-never, restart-always, restart-failed, restart-on-failed)",
-    )
-
-
-def test_missing_realm_in_a_component_names_the_component(capsys: Any) -> None:
-    assert_single_problem(
-        capsys,
-        "configs/missing_realm.json",
-        "configs/missing_realm.json:7:17: workers[0].components[0]: missing required key 'realm'",
-    )
-
-
-def test_duplicate_component_ids_within_a_worker_are_refused(capsys: Any) -> None:
-    assert_single_problem(
-        capsys,
-        "configs/duplicate_component_ids.json",
-        "configs/duplicate_component_ids.json:12:44: workers[0].components[1].id: "
-        "duplicate component id 'hello' (also used by workers[0].components[0])",
-    )
-
-
-def test_crossbar_only_worker_type_says_it_is_not_supported(capsys: Any) -> None:
-    """Guest and proxy workers are supported now; Crossbar.io's others are still refused."""
-    assert_single_problem(
-        capsys,
-        "configs/unsupported_worker.json",
-        "configs/unsupported_worker.json:5:18: workers[1].type: worker type 'websocket-testee' "
-        "is not supported by wamp-container (supported: router, proxy, container, guest)",
-    )
-
-
-def test_impossible_restart_shutdown_combination_is_located(capsys: Any) -> None:
-    assert_single_problem(
-        capsys,
-        "configs/impossible_shutdown.json",
-        "configs/impossible_shutdown.json:8:29: workers[0].options.shutdown: "
-        "'shutdown-on-last-component-stopped' can never trigger with restart 'restart-always' "
-        "and no restart_limit (every such component is restarted); "
-        "set restart_limit or another restart or shutdown mode",
-    )
+@pytest.mark.parametrize("case", sorted(SINGLE_PROBLEMS))
+def test_a_file_with_one_problem_gets_one_located_line(capsys: Any, case: str) -> None:
+    assert_single_problem(capsys, *SINGLE_PROBLEMS[case])
 
 
 def test_every_problem_is_reported_in_file_order_without_branch_noise(capsys: Any) -> None:
@@ -163,6 +125,15 @@ def test_every_problem_is_reported_in_file_order_without_branch_noise(capsys: An
     ]
 
 
+def problems_in(tmp_path: Path, text: str) -> tuple[Path, list[Problem]]:
+    """Write ``text`` as ``tmp_path/node.json``: the problems loading it raises."""
+    config = tmp_path / "node.json"
+    config.write_text(text, encoding="utf-8")
+    with pytest.raises(NodeConfigError) as caught:
+        load_node_config(config)
+    return config, caught.value.problems
+
+
 def test_load_raises_node_config_error_holding_every_problem() -> None:
     with pytest.raises(NodeConfigError) as caught:
         load_node_config("configs/several_problems.json")
@@ -177,18 +148,14 @@ def test_load_raises_node_config_error_holding_every_problem() -> None:
 
 def test_problems_inside_the_text_are_located(tmp_path: Path) -> None:
     """Duplicate keys, a wrong alternative of a oneOf, and non-ASCII keys get precise lines."""
-    config = tmp_path / "node.json"
-    config.write_text(
+    config, problems = problems_in(tmp_path, (
         '{"version": 2,\n'
         ' "workers": [{"type": "container",\n'
         '              "options": {"env": {"inherit": ["HOME", 5]}}}],\n'
         ' "version": 2,\n'
-        ' "zähler": 1}\n',
-        encoding="utf-8",
-    )
-    with pytest.raises(NodeConfigError) as caught:
-        load_node_config(config)
-    lines = [str(problem).removeprefix(f"{config}:") for problem in caught.value.problems]
+        ' "zähler": 1}\n'
+    ))
+    lines = [str(problem).removeprefix(f"{config}:") for problem in problems]
     assert lines == [
         "3:55: workers[0].options.env.inherit[1]: wrong type: expected string, got integer 5",
         "4:2: version: duplicate key 'version' (also on line 1; only the last one counts)",
@@ -212,31 +179,23 @@ def test_a_router_only_node_is_valid(tmp_path: Path, capsys: Any) -> None:
 
 
 def test_generated_ids_count_as_duplicates(tmp_path: Path) -> None:
-    config = tmp_path / "node.json"
-    config.write_text(
+    _, problems = problems_in(tmp_path, (
         '{"version": 2, "workers": [{"type": "container"},'
-        ' {"type": "container", "id": "worker001"}]}',
-        encoding="utf-8",
-    )
-    with pytest.raises(NodeConfigError) as caught:
-        load_node_config(config)
-    assert [p.message for p in caught.value.problems] == [
+        ' {"type": "container", "id": "worker001"}]}'
+    ))
+    assert [p.message for p in problems] == [
         "duplicate worker id 'worker001' (also used by workers[0])"
     ]
 
 
 def test_worker_ids_are_generated_as_crossbar_does(tmp_path: Path) -> None:
     """Crossbar.io numbers only the workers without an id: the container is worker001."""
-    config = tmp_path / "node.json"
-    config.write_text(
+    config, problems = problems_in(tmp_path, (
         '{"version": 2, "workers": [{"type": "router", "id": "edge_router"},\n'
         ' {"type": "container"},\n'
-        ' {"type": "container", "id": "worker001"}]}',
-        encoding="utf-8",
-    )
-    with pytest.raises(NodeConfigError) as caught:
-        load_node_config(config)
-    assert [str(p) for p in caught.value.problems] == [
+        ' {"type": "container", "id": "worker001"}]}'
+    ))
+    assert [str(p) for p in problems] == [
         f"{config}:3:30: workers[2].id: duplicate worker id 'worker001' (also used by workers[1])"
     ]
 
@@ -246,18 +205,14 @@ def test_component_ids_are_counted_node_wide_as_crossbar_does(tmp_path: Path) ->
     and the container's explicit component001 clashes with nothing."""
     component = '{"type": "class", "classname": "hello.AppSession", "realm": "realm1"'
     transport = '"transport": {"type": "websocket", "url": "ws://127.0.0.1:8080/ws"}'
-    config = tmp_path / "node.json"
-    config.write_text(
+    config, problems = problems_in(tmp_path, (
         '{"version": 2, "workers": [\n'
         f' {{"type": "router", "components": [{component}}}]}},\n'
         f' {{"type": "container", "components": [{component}, {transport}}},\n'
         f'   {component}, "id": "component001", {transport}}},\n'
-        f'   {component}, "id": "component002", {transport}}}]}}]}}',
-        encoding="utf-8",
-    )
-    with pytest.raises(NodeConfigError) as caught:
-        load_node_config(config)
-    assert [str(p) for p in caught.value.problems] == [
+        f'   {component}, "id": "component002", {transport}}}]}}]}}'
+    ))
+    assert [str(p) for p in problems] == [
         f"{config}:5:80: workers[1].components[2].id: duplicate component id 'component002' "
         "(also used by workers[1].components[0])"
     ]
@@ -321,23 +276,17 @@ def test_management_section_selects_external_router_mode(tmp_path: Path) -> None
     assert (node.routers, node.containers[0].id) == ([], "worker001")
 
 
-def test_options_problems_from_container_config_are_placed_under_the_worker(
+def test_options_problems_from_container_options_are_placed_under_the_worker(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """The path ``container.config`` reports is relative to the options object."""
-    fake = types.ModuleType("container.config")
+    """The path ``container.options`` reports is relative to the options object."""
     problem = types.SimpleNamespace(path=("restart_backoff", "max"), message="too small")
-    fake.container_options_problems = lambda options: [problem]  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "container.config", fake)
-    config = tmp_path / "node.json"
-    config.write_text(
+    monkeypatch.setattr(nodeconfig, "container_options_problems", lambda options: [problem])
+    config, problems = problems_in(tmp_path, (
         '{"version": 2, "workers": [{"type": "container",\n'
-        '  "options": {"restart_backoff": {"max": 0.1}}}]}',
-        encoding="utf-8",
-    )
-    with pytest.raises(NodeConfigError) as caught:
-        load_node_config(config)
-    assert [str(p) for p in caught.value.problems] == [
+        '  "options": {"restart_backoff": {"max": 0.1}}}]}'
+    ))
+    assert [str(p) for p in problems] == [
         f"{config}:2:42: workers[0].options.restart_backoff.max: too small"
     ]
 
@@ -348,10 +297,10 @@ def test_schemas_are_valid_draft_2020_12() -> None:
     validator.check_schema(load_schema("component.schema.json"))
 
 
-def test_format_path() -> None:
-    assert format_path(()) == "(root)"
-    assert format_path(("workers", 1, "options", "restart")) == "workers[1].options.restart"
-    assert format_path(("websocket", "ws/v2")) == 'websocket["ws/v2"]'
+def test_format_key_path() -> None:
+    assert format_key_path(()) == "(root)"
+    assert format_key_path(("workers", 1, "options", "restart")) == "workers[1].options.restart"
+    assert format_key_path(("websocket", "ws/v2")) == 'websocket["ws/v2"]'
 
 
 @pytest.mark.skipif(
@@ -512,11 +461,8 @@ def test_a_failing_crossbar_checker_is_one_problem_at_the_root(
         raise error
 
     monkeypatch.setattr(nodeconfig, "crossbar_findings", failing)
-    config = tmp_path / "node.json"
-    config.write_text('{"version": 2, "workers": [{"type": "router"}]}', encoding="utf-8")
-    with pytest.raises(NodeConfigError) as caught:
-        load_node_config(config)
-    assert [str(p) for p in caught.value.problems] == [f"{config}:1:1: (root): {message}"]
+    config, problems = problems_in(tmp_path, '{"version": 2, "workers": [{"type": "router"}]}')
+    assert [str(p) for p in problems] == [f"{config}:1:1: (root): {message}"]
 
 
 def test_crossbar_is_shown_everything_but_our_container_workers_and_management() -> None:

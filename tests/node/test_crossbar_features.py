@@ -14,7 +14,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,20 +29,23 @@ from autobahn.wamp.types import PublishOptions, SubscribeOptions
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
-from tests.features_support import (
+from tests.support.features import (
     FEATURES,
     Auth,
     Client,
     Corpus,
     Events,
-    free_port,
+    call_once,
     http,
     join,
+    joined,
     leave,
     node_public_key,
     post_json,
 )
-from tests.node.test_node import ROOT, NodeProcess, management_client, port_is_free
+from tests.support.node import NodeProcess, Nodes, managing
+from tests.support.ports import free_port, port_is_free
+from tests.support.processes import kill
 
 #: A node may take this long to come up (Crossbar.io imports, several nodes on two CPUs).
 START = 60.0
@@ -66,11 +68,14 @@ class Fleet:
     corpus: Corpus
     logs: Path
     nodes: dict[str, NodeProcess] = field(default_factory=dict)
+    started: Nodes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.started = Nodes(self.logs)
 
     def start(self, name: str) -> NodeProcess:
         if name not in self.nodes:
-            log = self.logs / (name.replace("/", "_") + ".stderr.log")
-            self.nodes[name] = NodeProcess(self.corpus.path(name), log)
+            self.nodes[name] = self.started(self.corpus.path(name), name)
         return self.nodes[name]
 
     async def ready(self, name: str) -> NodeProcess:
@@ -88,9 +93,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     logs = root / "logs"
     logs.mkdir()
     fleet = Fleet(Corpus.copy_to(root / "corpus"), logs)
-    yield fleet
-    for node in fleet.nodes.values():
-        node.kill_all()
+    try:
+        yield fleet
+    finally:
+        fleet.started.kill_all()
 
 
 async def refused(session: Client, procedure: str, *args: Any) -> str:
@@ -139,8 +145,7 @@ async def test_static_directory_serves_its_files(fleet):
 @pytest_twisted.ensureDeferred
 async def test_http_post_to_publisher_path_reaches_a_subscriber(fleet):
     await fleet.ready("web.json")
-    subscriber = await join(fleet.url("ws", 18180, "/ws"))
-    try:
+    async with joined(fleet.url("ws", 18180, "/ws")) as subscriber:
         events = Events()
         await subscriber.subscribe(events, "com.example.rest",
                                    options=SubscribeOptions(details_arg="details"))
@@ -151,8 +156,6 @@ async def test_http_post_to_publisher_path_reaches_a_subscriber(fleet):
         assert args == ("hello",)
         assert kwargs["n"] == 1
         assert kwargs["details"].publisher_authrole == "restbridge"
-    finally:
-        await leave(subscriber)
 
 
 @pytest_twisted.ensureDeferred
@@ -167,8 +170,7 @@ async def test_http_post_to_caller_path_returns_the_procedure_result(fleet):
 @pytest_twisted.ensureDeferred
 async def test_webhook_path_publishes_the_posted_body(fleet):
     await fleet.ready("web.json")
-    subscriber = await join(fleet.url("ws", 18180, "/ws"))
-    try:
+    async with joined(fleet.url("ws", 18180, "/ws")) as subscriber:
         events = Events()
         await subscriber.subscribe(events, "com.example.webhook")
         body = b'{"zen": "keep it logically awesome"}'
@@ -177,8 +179,6 @@ async def test_webhook_path_publishes_the_posted_body(fleet):
         [(args, _)] = await events.wait(1)
         assert args[0]["body"] == body.decode()
         assert args[0]["headers"]["Content-Type"] == ["application/json"]
-    finally:
-        await leave(subscriber)
 
 
 @pytest_twisted.ensureDeferred
@@ -209,13 +209,10 @@ async def test_nodeinfo_redirect_and_json_paths_answer(fleet):
 @pytest_twisted.ensureDeferred
 async def test_cryptosign_principal_joins_with_its_key_and_another_key_is_refused(fleet):
     await fleet.ready("auth.json")
-    frank = await join(fleet.url("rs", 18280), auth=Auth.with_key("frank", FRANK))
-    try:
+    async with joined(fleet.url("rs", 18280), auth=Auth.with_key("frank", FRANK)) as frank:
         assert (frank.details.authid, frank.details.authrole) == ("frank", "user")
         assert frank.details.authmethod == "cryptosign"
         assert await frank.call("com.example.add2", 1, 2) == 3
-    finally:
-        await leave(frank)
     stranger = CryptosignKey.from_bytes(hashlib.sha256(b"not frank").digest())
     with pytest.raises(ApplicationError):
         await join(fleet.url("rs", 18280), auth=Auth.with_key("frank", stranger))
@@ -224,20 +221,14 @@ async def test_cryptosign_principal_joins_with_its_key_and_another_key_is_refuse
 @pytest_twisted.ensureDeferred
 async def test_dynamic_authenticator_component_is_consulted(fleet):
     await fleet.ready("auth.json")
-    carol = await join(fleet.url("rs", 18280), auth=Auth.with_ticket("carol", "carol-ticket"))
-    try:
+    carol_auth = Auth.with_ticket("carol", "carol-ticket")
+    async with joined(fleet.url("rs", 18280), auth=carol_auth) as carol:
         assert (carol.details.authid, carol.details.authrole) == ("carol", "user")
         assert carol.details.authextra["checked_by"] == "com.example.authenticate"
-    finally:
-        await leave(carol)
     with pytest.raises(ApplicationError) as refusal:
         await join(fleet.url("rs", 18280), auth=Auth.with_ticket("zoe", "guessed"))
     assert refusal.value.error == "com.example.invalid_ticket"
-    observer = await join(fleet.url("rs", 18280))
-    try:
-        calls = await observer.call("com.example.authenticate.calls")
-    finally:
-        await leave(observer)
+    calls = await call_once(fleet.url("rs", 18280), "com.example.authenticate.calls")
     assert {"realm": "realm1", "authid": "carol", "authmethod": "ticket"} in calls
     assert {"realm": "realm1", "authid": "zoe", "authmethod": "ticket"} in calls
 
@@ -245,18 +236,12 @@ async def test_dynamic_authenticator_component_is_consulted(fleet):
 @pytest_twisted.ensureDeferred
 async def test_dynamic_authorizer_component_is_consulted(fleet):
     await fleet.ready("auth.json")
-    dave = await join(fleet.url("rs", 18280), auth=Auth.with_ticket("dave", "dave-ticket"))
-    try:
+    dave_auth = Auth.with_ticket("dave", "dave-ticket")
+    async with joined(fleet.url("rs", 18280), auth=dave_auth) as dave:
         assert dave.details.authrole == "guest"
         assert await dave.call("com.example.open.echo", "hi") == "hi"
         assert await refused(dave, "com.example.closed.echo", "hi") == "wamp.error.not_authorized"
-    finally:
-        await leave(dave)
-    observer = await join(fleet.url("rs", 18280))
-    try:
-        calls = await observer.call("com.example.authorize.calls")
-    finally:
-        await leave(observer)
+    calls = await call_once(fleet.url("rs", 18280), "com.example.authorize.calls")
     assert {"authid": "dave", "uri": "com.example.open.echo", "action": "call"} in calls
     assert {"authid": "dave", "uri": "com.example.closed.echo", "action": "call"} in calls
 
@@ -264,8 +249,8 @@ async def test_dynamic_authorizer_component_is_consulted(fleet):
 @pytest_twisted.ensureDeferred
 async def test_permissions_grant_each_action_separately(fleet):
     await fleet.ready("auth.json")
-    erin = await join(fleet.url("rs", 18281), auth=Auth.with_ticket("erin", "erin-ticket"))
-    try:
+    erin_auth = Auth.with_ticket("erin", "erin-ticket")
+    async with joined(fleet.url("rs", 18281), auth=erin_auth) as erin:
         assert erin.details.authrole == "reader"
         assert await erin.call("com.example.data.get") == "data"
         await erin.subscribe(lambda *a: None, "com.example.feed")
@@ -276,8 +261,6 @@ async def test_permissions_grant_each_action_separately(fleet):
         ):
             with pytest.raises(ApplicationError, match="not_authorized"):
                 await attempt
-    finally:
-        await leave(erin)
 
 
 @pytest_twisted.ensureDeferred
@@ -285,24 +268,19 @@ async def test_realm_store_gives_a_late_subscriber_the_event_history(fleet):
     await fleet.ready("auth.json")
     # Crossbar.io records an event in the history of a subscription only when the event is
     # dispatched to a subscriber: somebody listens while the events are published
-    early = await join(fleet.url("rs", 18280))
-    publisher = await join(fleet.url("rs", 18280))
-    try:
+    async with (
+        joined(fleet.url("rs", 18280)) as early,
+        joined(fleet.url("rs", 18280)) as publisher,
+    ):
         events = Events()
         await early.subscribe(events, "com.example.history")
         for n in range(7):
             await publisher.publish("com.example.history", n, options=PublishOptions(
                 acknowledge=True))
         await events.wait(7)
-    finally:
-        await leave(publisher)
-        await leave(early)
-    late = await join(fleet.url("rs", 18280))
-    try:
+    async with joined(fleet.url("rs", 18280)) as late:
         subscription = await late.subscribe(lambda *a: None, "com.example.history")
         history = await late.call("wamp.subscription.get_events", subscription.id, 10)
-    finally:
-        await leave(late)
     # newest first, at most the configured limit of 5 per subscription
     assert [event["args"] for event in history] == [[6], [5], [4], [3], [2]]
     assert all(event["topic"] == "com.example.history" for event in history)
@@ -326,8 +304,7 @@ async def test_rlink_forwards_a_call_to_the_other_node(fleet):
     fleet.start("rlink/node_a/config.json")
     await fleet.ready("rlink/node_b/config.json")
     await fleet.ready("rlink/node_a/config.json")
-    client = await join(fleet.url("ws", 18680, "/ws"))
-    try:
+    async with joined(fleet.url("ws", 18680, "/ws")) as client:
         # com.example.add2 is registered on node A only; node B knows it through the link,
         # once the link is up (it connects on its own, with retries). Only the link's session
         # may register on node B, and it joins with node A's key only (WAMP-Cryptosign)
@@ -336,8 +313,6 @@ async def test_rlink_forwards_a_call_to_the_other_node(fleet):
             assert reactor.seconds() < deadline, "the call was never forwarded to node A"
             await deferLater(reactor, 0.1, lambda: None)
         assert answer == 42
-    finally:
-        await leave(client)
 
 
 async def call_or_none(session: Client, procedure: str, *args: Any) -> Any:
@@ -360,22 +335,16 @@ async def test_proxy_worker_forwards_sessions_to_its_backend_router(fleet):
     assert page.json() == {"served_by": "proxy1"}
     assert b"static file served" in (await http("GET", fleet.url("http", 18580, "/"))).body
     # the backend router listens on a unix socket only: this session reaches it via the proxy
-    client = await join(fleet.url("ws", 18580, "/ws"))
-    try:
+    async with joined(fleet.url("ws", 18580, "/ws")) as client:
         assert client.details.authrole == "anonymous"
         assert await client.call("com.example.add2", 40, 2) == 42
         events = Events()
         await client.subscribe(events, "com.example.proxied")
-        other = await join(fleet.url("ws", 18580, "/ws"))
-        try:
+        async with joined(fleet.url("ws", 18580, "/ws")) as other:
             await other.publish("com.example.proxied", "through",
                                 options=PublishOptions(acknowledge=True))
-        finally:
-            await leave(other)
         [(args, _)] = await events.wait(1)
         assert args == ("through",)
-    finally:
-        await leave(client)
 
 
 # -------------------------------------------------------------------------------------------
@@ -383,7 +352,7 @@ async def test_proxy_worker_forwards_sessions_to_its_backend_router(fleet):
 
 
 @pytest_twisted.ensureDeferred
-async def test_crossbar_init_template_runs_unchanged(fleet, tmp_path):
+async def test_crossbar_init_template_runs_unchanged(nodes, tmp_path):
     import crossbar
 
     template = Path(crossbar.__file__).parent / "node" / "templates" / "default"
@@ -397,9 +366,7 @@ async def test_crossbar_init_template_runs_unchanged(fleet, tmp_path):
     assert text.count('"port": 8080') == 1 and text.count('"port": 8081') == 1
     config.write_text(text.replace('"port": 8080', f'"port": {web}')
                       .replace('"port": 8081', f'"port": {rawsocket}'))
-    node = NodeProcess(config, tmp_path / "template.stderr.log")
-    fleet.nodes[str(config)] = node
-    await node.wait_event("node ready", timeout=START)
+    await nodes.ready(config, "template", timeout=START)
 
     listing = await http("GET", f"http://127.0.0.1:{web}/")
     assert listing.code == 200 and b"README.md" in listing.body
@@ -408,11 +375,8 @@ async def test_crossbar_init_template_runs_unchanged(fleet, tmp_path):
     info = await http("GET", f"http://127.0.0.1:{web}/info")
     assert info.code == 200 and node_public_key(config.parent).encode() in info.body
     for address in (f"ws://127.0.0.1:{web}/ws", f"rs://127.0.0.1:{rawsocket}"):
-        session = await join(address)
-        try:
+        async with joined(address) as session:
             assert session.details.realm == "realm1"
-        finally:
-            await leave(session)
 
 
 # -------------------------------------------------------------------------------------------
@@ -429,25 +393,15 @@ async def test_trusted_role_on_app_transports_does_not_reach_the_management_real
     for address, auth in attackers:
         assert await management_reachable(address, auth) == []
         # on the application realm the role is trusted, and still no management procedure
-        session = await join(address, "realm1", auth)
-        try:
+        async with joined(address, "realm1", auth) as session:
             assert session.details.authrole == "trusted"
             for procedure, args in MANAGEMENT_CALLS:
                 assert await refused(session, procedure, *args) == "wamp.error.no_such_procedure"
-        finally:
-            await leave(session)
-    client = await management_client(node)
-    try:
+    async with managing(node) as client:
         assert await client.worker_call("crossbar.worker.worker1", "get_components") == ["keeper"]
         record = await client.worker_call("crossbar.worker.worker1", "get_component", "keeper")
         assert record["state"] == "running"
-    finally:
-        await client.close()
-    keeper_user = await join(fleet.url("rs", 18480))
-    try:
-        assert await keeper_user.call("com.example.keeper.ping") == "pong"
-    finally:
-        await leave(keeper_user)
+    assert await call_once(fleet.url("rs", 18480), "com.example.keeper.ping") == "pong"
 
 
 MANAGEMENT_CALLS = [
@@ -502,7 +456,7 @@ def refusals(fleet: Fleet) -> Iterator[dict[str, Refusal]]:
     """Every refused configuration given to ``container run`` at once (they run in parallel:
     each run imports Crossbar.io to ask its checker); their output, and every process each
     one spawned (sampled while it ran). Whatever is left at the end is killed by pid."""
-    running = {name: _run_node(fleet.corpus.path(name), fleet.logs) for name in REFUSED}
+    running = {name: _run_node(fleet, name) for name in REFUSED}
     spawned: dict[str, dict[int, psutil.Process]] = {name: {} for name in REFUSED}
     try:
         deadline = time.monotonic() + START
@@ -519,20 +473,18 @@ def refusals(fleet: Fleet) -> Iterator[dict[str, Refusal]]:
                for name, (output, process) in running.items()}
     finally:
         for name, (_, process) in running.items():
-            if process.poll() is None:
-                process.kill()
+            kill(process)
             for child in spawned[name].values():  # psutil refuses a pid used again since
                 with contextlib.suppress(psutil.Error):
                     child.kill()
-            process.wait()
 
 
-def _run_node(config: Path, logs: Path) -> tuple[Path, subprocess.Popen[bytes]]:
-    output = logs / (config.stem + ".output.log")
+def _run_node(fleet: Fleet, name: str) -> tuple[Path, subprocess.Popen[bytes]]:
+    config = fleet.corpus.path(name)
+    output = fleet.logs / (config.stem + ".output.log")
     with output.open("wb") as file:
-        process = subprocess.Popen([sys.executable, "-m", "container", "run", str(config)],
-                                   stdin=subprocess.DEVNULL, stdout=file,
-                                   stderr=subprocess.STDOUT, cwd=str(ROOT))
+        process = fleet.started.popen(config, stdin=subprocess.DEVNULL, stdout=file,
+                                      stderr=subprocess.STDOUT)
     return output, process
 
 

@@ -16,20 +16,15 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ProcessTerminated
 from twisted.internet.task import Clock
-from twisted.python.failure import Failure
 
 from container.errors import InvalidConfiguration
 from container.node.guest import (
-    DirectoryWatcher,
     GuestLaunch,
     GuestOutput,
-    first_change,
     guest_key_paths,
     guest_launch,
     line_shown,
-    restart_on_change,
 )
 from container.node.plan import Launch
 from container.node.procs import (
@@ -40,6 +35,8 @@ from container.node.procs import (
     Stdio,
     Supervised,
 )
+from container.node.watch import DirectoryWatcher, first_change, restart_on_change
+from tests.support.fake_reactor import FakeReactor, tick
 
 TIMEOUT = 30.0
 
@@ -232,12 +229,6 @@ class Changes:
         self.paths.append(path)
 
 
-def tick(clock: Clock, polls: int) -> None:
-    """One poll per advance: a LoopingCall that is late skips the polls it missed."""
-    for _ in range(polls):
-        clock.advance(1.0)
-
-
 def watcher(tmp_path: Path, **kwargs: Any) -> tuple[Clock, DirectoryWatcher, Changes]:
     clock, changes = Clock(), Changes()
     watching = DirectoryWatcher(clock, [tmp_path], changes, 1.0, **kwargs)
@@ -352,47 +343,6 @@ def test_first_change_finds_added_changed_and_removed() -> None:
 # Supervised.restart and Stdio on a fake reactor
 
 
-class FakeTransport:
-    """What ChildProcess uses of a Twisted process transport."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.signals: list[int] = []
-        self.written = b""
-        self.stdin_closed = False
-        self.closed_fds: list[int] = []
-
-    def signalProcess(self, signum: int) -> None:
-        self.signals.append(signum)
-
-    def write(self, data: bytes) -> None:
-        self.written += data
-
-    def closeStdin(self) -> None:
-        self.stdin_closed = True
-
-    def closeChildFD(self, fd: int) -> None:
-        self.closed_fds.append(fd)
-
-
-class FakeReactor(Clock):
-    """A clock whose spawnProcess connects the protocol to a fake transport."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.children: list[tuple[ChildProcess, FakeTransport]] = []
-
-    def spawnProcess(self, protocol: ChildProcess, *args: Any, **kwargs: Any) -> FakeTransport:
-        transport = FakeTransport(100 + len(self.children))
-        protocol.makeConnection(transport)
-        self.children.append((protocol, transport))
-        return transport
-
-    def end(self, index: int, signum: int = signal.SIGTERM) -> None:
-        protocol, _ = self.children[index]
-        protocol.processEnded(Failure(ProcessTerminated(None, signum)))
-
-
 class Events:
     """A SupervisionListener that records, and resolves waits as the records arrive."""
 
@@ -448,6 +398,7 @@ def test_default_stdio_closes_stdin_and_reads_both_outputs() -> None:
     child.start()
     _, transport = reactor.children[0]
     assert (transport.written, transport.stdin_closed, transport.closed_fds) == (b"", True, [])
+    assert reactor.getDelayedCalls() == []
 
 
 def test_stdio_writes_the_payload_then_closes_what_it_is_told() -> None:
@@ -457,6 +408,7 @@ def test_stdio_writes_the_payload_then_closes_what_it_is_told() -> None:
     _, transport = reactor.children[0]
     assert (transport.written, transport.stdin_closed) == (b'{"a":1}', False)
     assert transport.closed_fds == [1, 2]
+    assert reactor.getDelayedCalls() == []
 
 
 def test_restart_replaces_the_process_at_once_and_is_no_crash() -> None:

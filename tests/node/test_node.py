@@ -7,14 +7,11 @@ process it spawned (psutil) and kills whatever is left after the test, by pid.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,181 +22,19 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
-from container.management import Credentials, parse_management_url
-from container.management.client import connect_management
-from tests import wampclient
-from tests.wampclient import poll
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "node-config"
-DEADLINE = 30.0
-STOP_DEADLINE = 20.0
-ALL = {"call": True, "register": True, "publish": True, "subscribe": True}
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def port_is_free(port: int) -> bool:
-    """Nobody listens on ``port``: a server can bind it again and listen.
-
-    With SO_REUSEADDR, as servers (Twisted included) bind: connections of a killed router
-    linger in TIME_WAIT on the port for a minute, which is not "something left listening".
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-            sock.listen(1)
-        except OSError:
-            return False
-    return not any(c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
-                   for c in psutil.net_connections("tcp"))
-
-
-def component(component_id: str, classname: str, port: int, **fields: Any) -> dict[str, Any]:
-    return {"id": component_id, "type": "class", "classname": classname, "realm": "realm1",
-            "transport": {"type": "rawsocket", "serializer": "cbor",
-                          "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": port}},
-            **fields}
-
-
-def hello_config(port: int, components: list[dict[str, Any]] | None = None,
-                 **options: Any) -> dict[str, Any]:
-    """The hello example's layout on ``port``: realm1 for anybody, the example components."""
-    if components is None:
-        components = [component("greeter", "hello.Greeter", port, extra={"interval": 0.2}),
-                      component("listener", "hello.Listener", port)]
-    return {
-        "version": 2,
-        "workers": [
-            {"type": "router", "id": "router1",
-             "realms": [{"name": "realm1", "roles": [
-                 {"name": "anonymous", "permissions": [
-                     {"uri": "", "match": "prefix", "allow": ALL}]}]}],
-             "transports": [{"type": "universal", "id": "app",
-                             "endpoint": {"type": "tcp", "interface": "127.0.0.1",
-                                          "port": port},
-                             "rawsocket": {}, "websocket": {"ws": {"type": "websocket"}}}]},
-            {"type": "container", "id": "w1",
-             "options": {"pythonpath": [str(EXAMPLES)], **options},
-             "components": components},
-        ],
-    }
-
-
-class NodeProcess:
-    """A ``container run CONFIG --log-format json`` child; its stdout lines parsed as they
-    come (a reader thread), its stderr in a file, every process it spawned remembered."""
-
-    def __init__(self, config_path: Path, log_path: Path) -> None:
-        self.config_path = config_path
-        self.run_dir = config_path.parent / ".container-run" / config_path.stem
-        self.records: list[dict[str, Any]] = []
-        self.seen: set[int] = set()
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in close()
-        self.log_path = log_path
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "container", "run", str(config_path), "--log-format",
-             "json"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log, cwd=str(ROOT),
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.popen.stdout is not None
-        for line in self.popen.stdout:
-            with contextlib.suppress(ValueError):
-                self.records.append(json.loads(line))
-
-    # -- what it said ---------------------------------------------------------------------------
-
-    def events(self, event: str, **fields: Any) -> list[dict[str, Any]]:
-        return [r for r in list(self.records) if r.get("event") == event
-                and all(r.get(k) == v for k, v in fields.items())]
-
-    def stderr(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    async def wait_event(self, event: str, timeout: float = DEADLINE, count: int = 1,
-                         **fields: Any) -> list[dict[str, Any]]:
-        def there() -> bool:
-            self.remember_children()
-            if self.popen.poll() is not None and len(self.events(event, **fields)) < count:
-                raise AssertionError(f"node exited ({self.popen.returncode}) before "
-                                     f"{event} {fields}:\n{self.stderr()[-3000:]}")
-            return len(self.events(event, **fields)) >= count
-
-        await poll(there, timeout, interval=0.02)
-        return self.events(event, **fields)
-
-    def ctl(self) -> dict[str, Any]:
-        return json.loads((self.run_dir / "ctl.json").read_text())
-
-    # -- its processes --------------------------------------------------------------------------
-
-    def remember_children(self) -> None:
-        with contextlib.suppress(psutil.Error):
-            for child in psutil.Process(self.popen.pid).children(recursive=True):
-                self.seen.add(child.pid)
-
-    def survivors(self) -> list[int]:
-        return [pid for pid in self.seen if psutil.pid_exists(pid)
-                and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
-
-    async def wait_exit(self, timeout: float = STOP_DEADLINE) -> int:
-        await poll(lambda: self.popen.poll() is not None, timeout, interval=0.02)
-        self._reader.join(5)
-        return self.popen.returncode
-
-    def signal(self, signum: int) -> None:
-        self.remember_children()
-        if self.popen.poll() is None:
-            os.kill(self.popen.pid, signum)
-
-    def kill_all(self) -> None:
-        """Kill the node and everything it spawned that is still there (by pid)."""
-        self.remember_children()
-        for pid in [self.popen.pid, *self.seen]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(10)
-        self._reader.join(5)
-        if self.popen.stdout is not None:
-            self.popen.stdout.close()
-        self._log.close()
-
-
-@pytest.fixture
-def nodes(tmp_path: Path) -> Any:
-    """``start(config_dict, name)`` writes the config and runs a node on it."""
-    started: list[NodeProcess] = []
-
-    def start(config: dict[str, Any], name: str = "node") -> NodeProcess:
-        path = tmp_path / f"{name}.json"
-        path.write_text(json.dumps(config, indent=2))
-        node = NodeProcess(path, tmp_path / f"{name}.stderr.log")
-        started.append(node)
-        return node
-
-    yield start
-    for node in started:
-        node.kill_all()
-
-
-async def management_client(node: NodeProcess) -> Any:
-    """Join the node's management realm with the credentials it wrote for ``container ctl``."""
-    ctl = node.ctl()
-    return await connect_management(
-        reactor, parse_management_url(ctl["management"]), ctl["realm"],
-        Credentials(ctl["authid"], ctl["authmethod"], ctl["secret"]),
-    )
-
+from tests.support import wampclient
+from tests.support.node import (
+    DEADLINE,
+    STOP_DEADLINE,
+    component,
+    hello_config,
+    managing,
+    run_to_end,
+)
+from tests.support.paths import EXAMPLES
+from tests.support.ports import free_port, port_is_free
+from tests.support.router import TESTER_TICKET, WORKER_TICKET
+from tests.support.wampclient import poll
 
 # -------------------------------------------------------------------------------------------
 
@@ -207,8 +42,7 @@ async def management_client(node: NodeProcess) -> Any:
 @pytest_twisted.ensureDeferred
 async def test_configured_components_join_and_talk_over_the_router(nodes):
     port = free_port()
-    node = nodes(hello_config(port))
-    await node.wait_event("node ready")
+    node = await nodes.ready(hello_config(port))
     started = {r["component"] for r in node.events("on_component_start", worker="w1")}
     assert started == {"greeter", "listener"}
     app = await wampclient.connect({"kind": "rawsocket", "host": "127.0.0.1", "port": port},
@@ -231,8 +65,7 @@ async def test_management_realm_is_private_and_ctl_file_is_owner_only(nodes):
     router["realms"][0]["roles"][0]["name"] = "controller"
     router["transports"][0]["rawsocket"] = {
         "auth": {"anonymous": {"type": "static", "role": "controller"}}}
-    node = nodes(config)
-    await node.wait_event("node ready")
+    node = await nodes.ready(config)
     assert (node.run_dir.stat().st_mode & 0o777) == 0o700
     assert (node.run_dir / "ctl.json").stat().st_mode & 0o777 == 0o600
     ctl = node.ctl()
@@ -242,12 +75,9 @@ async def test_management_realm_is_private_and_ctl_file_is_owner_only(nodes):
     with pytest.raises(Exception, match=r"no_such_role|not_authorized|no_such_realm"):
         await wampclient.connect({"kind": "rawsocket", "host": "127.0.0.1", "port": port},
                                  "crossbar")
-    client = await management_client(node)
-    try:
+    async with managing(node) as client:
         status = await client.worker_call("crossbar.worker.w1", "get_status")
         assert status["id"] == "w1"
-    finally:
-        await client.close()
     router_config = json.loads((node.run_dir / "router-node-management.json").read_text())
     management = next(t for t in router_config["transports"] if t["id"] == "management")
     principals = management["auth"]["ticket"]["principals"]
@@ -262,8 +92,7 @@ async def test_management_realm_is_private_and_ctl_file_is_owner_only(nodes):
 @pytest_twisted.ensureDeferred
 async def test_sigterm_stops_components_cleanly_and_frees_everything(nodes):
     port = free_port()
-    node = nodes(hello_config(port))
-    await node.wait_event("node ready")
+    node = await nodes.ready(hello_config(port))
     node.remember_children()
     assert len(node.seen) >= 2  # a router and a worker at least
     node.signal(signal.SIGTERM)
@@ -281,8 +110,7 @@ def test_invalid_config_exits_non_zero_and_starts_nothing(tmp_path):
     config["workers"][1]["options"]["restart"] = "restart-sometimes"
     path = tmp_path / "broken.json"
     path.write_text(json.dumps(config, indent=2))
-    done = subprocess.run([sys.executable, "-m", "container", "run", str(path)],
-                          capture_output=True, text=True, timeout=DEADLINE, cwd=str(ROOT))
+    done = run_to_end(path)
     assert done.returncode == 1
     assert f"{path}:" in done.stderr and "workers[1].options.restart" in done.stderr
     assert "nothing was started" in done.stderr
@@ -296,8 +124,7 @@ def test_port_in_use_is_reported_before_anything_starts(tmp_path):
         port = taken.getsockname()[1]
         path = tmp_path / "busy.json"
         path.write_text(json.dumps(hello_config(port)))
-        done = subprocess.run([sys.executable, "-m", "container", "run", str(path)],
-                              capture_output=True, text=True, timeout=DEADLINE, cwd=str(ROOT))
+        done = run_to_end(path)
     assert done.returncode == 1
     assert f"127.0.0.1:{port}" in done.stderr and "in use" in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["busy.json"], "nothing left behind"
@@ -318,10 +145,8 @@ async def test_component_that_cannot_start_fails_the_node_after_cleanup(nodes):
 @pytest_twisted.ensureDeferred
 async def test_killed_worker_comes_back_with_every_component_including_api_started(nodes):
     port = free_port()
-    node = nodes(hello_config(port))
-    await node.wait_event("node ready")
-    client = await management_client(node)
-    try:
+    node = await nodes.ready(hello_config(port))
+    async with managing(node) as client:
         prefix = "crossbar.worker.w1"
         await client.worker_call(prefix, "start_component", "late",
                                  component("late", "hello.Listener", port))
@@ -352,8 +177,6 @@ async def test_killed_worker_comes_back_with_every_component_including_api_start
         assert found == {"greeter", "listener", "late"}
         status = await client.worker_call(prefix, "get_status")
         assert status["pid"] == new_pid
-    finally:
-        await client.close()
     # resumed by the worker itself, not started twice by the node
     assert len(node.events("on_component_start", component="greeter")) == 2
     node.signal(signal.SIGTERM)
@@ -364,8 +187,7 @@ async def test_killed_worker_comes_back_with_every_component_including_api_start
 @pytest_twisted.ensureDeferred
 async def test_killed_router_comes_back_on_the_same_port_with_its_components(nodes):
     port = free_port()
-    node = nodes(hello_config(port, restart="restart-failed"))
-    await node.wait_event("node ready")
+    node = await nodes.ready(hello_config(port, restart="restart-failed"))
     [router] = [r for r in node.ctl()["routers"] if r["id"] == "router1"]
     os.kill(router["pid"], signal.SIGKILL)
     await node.wait_event("router restarted", router="router1")
@@ -431,8 +253,6 @@ async def test_guest_worker_runs_and_is_restarted_after_it_is_killed(nodes, tmp_
 
 @pytest_twisted.ensureDeferred
 async def test_external_router_mode_uses_the_given_management_realm(nodes, router):
-    from tests.conftest import TESTER_TICKET, WORKER_TICKET
-
     config = {
         "version": 2,
         "controller": {"management": {
@@ -446,8 +266,7 @@ async def test_external_router_mode_uses_the_given_management_realm(nodes, route
                      "options": {"pythonpath": [str(EXAMPLES)]},
                      "components": [component("ext", "hello.Listener", router.app_port)]}],
     }
-    node = nodes(config)
-    await node.wait_event("node ready")
+    node = await nodes.ready(config)
     assert node.ctl()["management"] == f"rs://127.0.0.1:{router.management_port}"
     tester = await wampclient.connect(router.management_address(), "crossbar",
                                       authid="tester", ticket=TESTER_TICKET)
@@ -463,14 +282,10 @@ async def test_external_router_mode_uses_the_given_management_realm(nodes, route
 @pytest_twisted.ensureDeferred
 async def test_worker_that_shuts_down_by_itself_is_not_restarted_and_the_node_exits(nodes):
     port = free_port()
-    node = nodes(hello_config(port))
-    await node.wait_event("node ready")
-    client = await management_client(node)
-    try:
+    node = await nodes.ready(hello_config(port))
+    async with managing(node) as client:
         stopped = await client.worker_call("crossbar.worker.w1", "shutdown")
         assert sorted(stopped) == ["greeter", "listener"]
-    finally:
-        await client.close()
     assert await node.wait_exit(STOP_DEADLINE) == 0
     exited = node.events("worker exited", worker="w1")
     assert len(exited) == 1 and exited[0]["code"] == 0
@@ -485,13 +300,14 @@ async def test_worker_that_shuts_down_by_itself_is_not_restarted_and_the_node_ex
 
 def _plan(tmp_path: Path, config: dict[str, Any], environ: dict[str, str] | None = None) -> Any:
     from container.node.config import load_node_config
-    from container.node.plan import build_plan, run_dir_for
+    from container.node.main import draw_secrets
+    from container.node.plan import build_plan
+    from container.node.rundir import run_dir_for
 
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(config))
     loaded = load_node_config(path, crossbar=False)
-    tokens = iter(f"secret-{n}" for n in range(100))
-    return build_plan(loaded, run_dir_for(loaded), token=lambda: next(tokens),
+    return build_plan(loaded, run_dir_for(loaded), draw_secrets(loaded),
                       environ=environ or {"HOME": "/home/x", "PATH": "/bin"})
 
 
@@ -589,3 +405,42 @@ def test_router_launch_hands_over_listening_sockets_by_transport_id():
                                            "/"), {"app": 7, "management": 9})
     assert launch.argv[-4:] == ["--listen-fd", "app=3", "--listen-fd", "management=4"]
     assert launch.fds == {3: 7, 4: 9}
+
+
+def test_plan_is_a_pure_function_of_the_run_dir_and_secrets_given(tmp_path):
+    from container.node.config import load_node_config
+    from container.node.plan import build_plan
+    from container.node.realm import Secrets
+
+    path = tmp_path / "pure.json"
+    path.write_text(json.dumps(hello_config(8080)))
+    config = load_node_config(path, crossbar=False)
+    secrets = Secrets("r0le", "node-ticket", "ctl-ticket", {"w1": "worker-ticket"})
+    run_dir = tmp_path / "nowhere" / "run"
+    plan = build_plan(config, run_dir, secrets, environ={})
+    assert plan == build_plan(config, run_dir, secrets, environ={})
+    assert not (tmp_path / "nowhere").exists(), "planning touches no file"
+    assert plan.management.socket == run_dir.absolute() / "management.sock"
+    assert plan.management.role == "node-management-r0le"
+    tickets = plan.routers[0].management_config["transports"][0]["auth"]["ticket"]
+    assert {a: p["ticket"] for a, p in tickets["principals"].items()} == {
+        "node": "node-ticket", "ctl": "ctl-ticket", "worker-w1": "worker-ticket"}
+
+
+def test_pinning_the_real_ports_leaves_the_plan_as_it_was(tmp_path):
+    import copy
+
+    from container.router.listeners import bind_listeners, close_listeners, pin_ports
+
+    config = hello_config(8080)
+    config["workers"][0]["transports"][0]["endpoint"]["port"] = 0  # the router's: any port
+    plan = _plan(tmp_path, config)
+    [router] = plan.routers
+    before = copy.deepcopy(router.config)
+    sockets = bind_listeners(router.config, str(tmp_path))
+    try:
+        pinned = pin_ports(router.config, sockets)
+    finally:
+        close_listeners({router.id: sockets})
+    assert pinned["transports"][0]["endpoint"]["port"] != 0
+    assert router.config == before

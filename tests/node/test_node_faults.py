@@ -11,7 +11,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,38 +18,34 @@ from typing import Any
 import pytest
 import pytest_twisted
 
-from tests import wampclient
-from tests.node.test_node import (
+from tests.support import wampclient
+from tests.support.node import (
     DEADLINE,
-    ROOT,
     STOP_DEADLINE,
     NodeProcess,
     component,
-    free_port,
     hello_config,
-    management_client,
-    nodes,  # noqa: F401 - the fixture
-    port_is_free,
+    managing,
+    run_to_end,
 )
-from tests.wampclient import poll
-
-APPS = ROOT / "tests" / "apps"
+from tests.support.paths import APPS
+from tests.support.ports import free_port, port_is_free
+from tests.support.wampclient import poll
 
 
 def exiter_config(port: int) -> dict[str, Any]:
     config = hello_config(port, [component("exiter", "exiter.Exiter", port)],
                           restart="restart-never")
-    config["workers"][1]["options"]["pythonpath"] = [str(APPS)]
+    config["workers"][1]["options"]["pythonpath"] = [APPS]
     return config
 
 
 @pytest_twisted.ensureDeferred
 async def test_worker_exiting_with_status_1_unannounced_is_restarted_with_its_components(
-    nodes,  # noqa: F811
+    nodes,
 ) -> None:
     port = free_port()
-    node = nodes(exiter_config(port))
-    await node.wait_event("node ready")
+    node = await nodes.ready(exiter_config(port))
     app = await wampclient.connect({"kind": "rawsocket", "host": "127.0.0.1", "port": port},
                                    "realm1")
     try:
@@ -70,23 +65,19 @@ async def test_worker_exiting_with_status_1_unannounced_is_restarted_with_its_co
 
 @pytest_twisted.ensureDeferred
 async def test_a_second_node_of_the_same_configuration_is_refused_and_touches_nothing(
-    nodes,  # noqa: F811
+    nodes,
 ) -> None:
     port = free_port()
     config = hello_config(port)
-    first = nodes(config, "same")
-    await first.wait_event("node ready")
+    first = await nodes.ready(config, "same")
     files = sorted(path.name for path in first.run_dir.iterdir())
     second = nodes(config, "same")
     assert await second.wait_exit(STOP_DEADLINE) == 1
     assert "a node is already running this configuration" in second.stderr()
     assert sorted(path.name for path in first.run_dir.iterdir()) == files
-    client = await management_client(first)
-    try:
+    async with managing(first) as client:
         assert await client.worker_call("crossbar.worker.w1", "get_components") == [
             "greeter", "listener"]
-    finally:
-        await client.close()
     first.signal(signal.SIGTERM)
     assert await first.wait_exit(STOP_DEADLINE) == 0
     assert port_is_free(port)
@@ -95,11 +86,10 @@ async def test_a_second_node_of_the_same_configuration_is_refused_and_touches_no
 @pytest.mark.parametrize("damage", ["removed", "read-only"])
 @pytest_twisted.ensureDeferred
 async def test_a_damaged_run_directory_still_lets_the_node_report_and_stop(
-    nodes, damage: str  # noqa: F811
+    nodes, damage: str
 ) -> None:
     port = free_port()
-    node = nodes(hello_config(port, restart="restart-failed"))
-    await node.wait_event("node ready")
+    node = await nodes.ready(hello_config(port, restart="restart-failed"))
     worker_pid = node.ctl()["workers"][0]["pid"]
     if damage == "removed":
         shutil.rmtree(node.run_dir)
@@ -120,7 +110,7 @@ async def test_a_damaged_run_directory_still_lets_the_node_report_and_stop(
 @pytest.mark.parametrize("moment", ["run directory made", "first child", "router ready"])
 @pytest_twisted.ensureDeferred
 async def test_a_signal_at_any_moment_of_the_start_stops_the_node_cleanly(
-    nodes, moment: str  # noqa: F811
+    nodes, moment: str
 ) -> None:
     port = free_port()
     node = nodes(hello_config(port))
@@ -146,10 +136,7 @@ def test_a_worker_that_cannot_start_fails_the_node_instead_of_ready(tmp_path: Pa
     config = hello_config(free_port(), cpu_affinity=[4096])
     path = tmp_path / "affinity.json"
     path.write_text(json.dumps(config))
-    result = subprocess.run(
-        [sys.executable, "-m", "container", "run", str(path), "--log-format", "json"],
-        capture_output=True, text=True, timeout=120, cwd=str(ROOT),
-    )
+    result = run_to_end(path, "--log-format", "json", timeout=120)
     assert result.returncode == 1
     events = [json.loads(line).get("event") for line in result.stdout.splitlines()]
     assert "node ready" not in events
@@ -159,7 +146,7 @@ def test_a_worker_that_cannot_start_fails_the_node_instead_of_ready(tmp_path: Pa
 
 @pytest_twisted.ensureDeferred
 async def test_a_socket_folder_left_by_a_killed_node_is_replaced_by_the_next_run(
-    nodes,  # noqa: F811
+    nodes,
 ) -> None:
     deep = Path(tempfile.mkdtemp(prefix="deep-")) / ("d" * 60) / ("e" * 60)
     deep.mkdir(parents=True)
@@ -167,23 +154,15 @@ async def test_a_socket_folder_left_by_a_killed_node_is_replaced_by_the_next_run
         port = free_port()
         config_path = deep / "node.json"
         config_path.write_text(json.dumps(hello_config(port)))
-        first = NodeProcess(config_path, deep / "first.log")
-        try:
-            await first.wait_event("node ready")
-            socket_path = Path(first.ctl()["management"].removeprefix("unix:"))
-            assert not socket_path.is_relative_to(deep), "the path is too long for a socket"
-            first.kill_all()
-        finally:
-            first.kill_all()
+        first = await nodes.ready(config_path, "first")
+        socket_path = Path(first.ctl()["management"].removeprefix("unix:"))
+        assert not socket_path.is_relative_to(deep), "the path is too long for a socket"
+        first.kill_all()
         assert socket_path.parent.exists(), "a node killed with SIGKILL leaves it behind"
-        second = NodeProcess(config_path, deep / "second.log")
-        try:
-            await second.wait_event("node ready")
-            assert second.ctl()["management"] == f"unix:{socket_path}"
-            second.signal(signal.SIGTERM)
-            assert await second.wait_exit(STOP_DEADLINE) == 0
-        finally:
-            second.kill_all()
+        second = await nodes.ready(config_path, "second")
+        assert second.ctl()["management"] == f"unix:{socket_path}"
+        second.signal(signal.SIGTERM)
+        assert await second.wait_exit(STOP_DEADLINE) == 0
         assert not socket_path.parent.exists()
     finally:
         shutil.rmtree(deep.parent.parent, ignore_errors=True)
@@ -191,11 +170,10 @@ async def test_a_socket_folder_left_by_a_killed_node_is_replaced_by_the_next_run
 
 @pytest_twisted.ensureDeferred
 async def test_a_corrupt_checkpoint_is_set_aside_and_the_configured_components_come_back(
-    nodes,  # noqa: F811
+    nodes,
 ) -> None:
     port = free_port()
-    node = nodes(hello_config(port))
-    await node.wait_event("node ready")
+    node = await nodes.ready(hello_config(port))
     state_file = node.run_dir / "w1.state.json"
     worker_pid = node.ctl()["workers"][0]["pid"]
     os.kill(worker_pid, signal.SIGSTOP)  # no checkpoint write can race the corruption
@@ -209,23 +187,18 @@ async def test_a_corrupt_checkpoint_is_set_aside_and_the_configured_components_c
     assert await node.wait_exit(STOP_DEADLINE) == 0
 
 
-def test_a_node_whose_output_reader_went_away_still_stops_on_a_signal(tmp_path: Path) -> None:
+def test_a_node_whose_output_reader_went_away_still_stops_on_a_signal(
+    tmp_path: Path, nodes,
+) -> None:
     """``container run ... | head``: once the pipe's reader is gone, SIGTERM still stops it."""
     path = tmp_path / "piped.json"
     path.write_text(json.dumps(hello_config(free_port())))
     with open(tmp_path / "piped.stderr.log", "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "container", "run", str(path), "--log-format", "json"],
-            stdout=subprocess.PIPE, stderr=log, cwd=str(ROOT))
-        try:
-            assert process.stdout is not None
-            for line in process.stdout:
-                if b'"node ready"' in line:
-                    break
-            process.stdout.close()
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(STOP_DEADLINE + 10) == 0
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        process = nodes.popen(path, "--log-format", "json", stdout=subprocess.PIPE, stderr=log)
+        assert process.stdout is not None
+        for line in process.stdout:
+            if b'"node ready"' in line:
+                break
+        process.stdout.close()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(STOP_DEADLINE + 10) == 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +32,7 @@ from twisted.internet.ssl import (
     trustRootFromCertificates,
 )
 
-from tests.features_support import TIMEOUT, Auth, Client, Corpus, leave
-from tests.node.test_node import NodeProcess
+from tests.support.features import TIMEOUT, Auth, Client, Corpus, leave
 
 #: A node may take this long to come up (Crossbar.io imports, several nodes on two CPUs).
 START = 60.0
@@ -147,25 +145,9 @@ async def join_tls(port: int, ca: Issued, client: Issued | None) -> Client:
 # -------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def start_node(tmp_path: Path) -> Iterator[Callable[[Path], NodeProcess]]:
-    """``start(config_path)`` runs ``container run`` on it; every node is killed (by pid,
-    with everything it spawned) after the test."""
-    started: list[NodeProcess] = []
-
-    def start(config: Path) -> NodeProcess:
-        node = NodeProcess(config, tmp_path / f"{config.stem}.stderr.log")
-        started.append(node)
-        return node
-
-    yield start
-    for node in started:
-        node.kill_all()
-
-
 @pytest_twisted.ensureDeferred
 async def test_client_certificate_principal_joins_and_other_certificates_are_refused(
-        tmp_path, start_node):
+        tmp_path, nodes):
     from crossbar.personality import Personality
 
     corpus = Corpus.copy_to(tmp_path / "corpus")
@@ -183,8 +165,7 @@ async def test_client_certificate_principal_joins_and_other_certificates_are_ref
     Personality.check_config(Personality, corpus.config("tls.json"))
     port = corpus.port(18880)
 
-    node = start_node(config_path)
-    await node.wait_event("node ready", timeout=START)
+    await nodes.ready(config_path, timeout=START)
 
     # the configured certificate: principal client1, role user, by WAMP-TLS (no challenge);
     # it calls what the container worker's component registered (on the plain transport)

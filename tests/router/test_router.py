@@ -1,17 +1,18 @@
 """The router tier (container/router/) as the node and the tests use it: a child process running
-Crossbar.io's own RouterController, reached by real autobahn sessions on 127.0.0.1."""
+Crossbar.io's own RouterController, reached by real autobahn sessions on 127.0.0.1.
+
+The tests that only connect use the shared router (tests/support/router.py: an app realm, and a
+management realm only a controller may join); the ones that stop, kill or restart a router
+start their own on the same configuration."""
 
 from __future__ import annotations
 
 import errno
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,103 +29,18 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, UNIXClientEndpoint
 
 from container.router.listeners import bind_listeners, pin_ports
-from tests.routerproc import RouterProcess, start_router_process
+from tests.support.paths import ROOT
+from tests.support.ports import port_is_free
+from tests.support.router import (
+    CRA_WORKER_SECRET,
+    WORKER_TICKET,
+    RouterAddresses,
+    router_config,
+    start_router,
+)
+from tests.support.routerproc import Routers
 
 TIMEOUT = 10.0
-
-ALL_ACTIONS = {"call": True, "register": True, "publish": True, "subscribe": True}
-
-
-def router_config(mgmt_socket: str) -> dict[str, Any]:
-    """The layout the node uses: an app realm, a management realm only a controller may join."""
-    return {
-        "type": "router",
-        "id": "router1",
-        "realms": [
-            {
-                "name": "realm1",
-                "roles": [
-                    {
-                        "name": "anonymous",
-                        "permissions": [
-                            {
-                                "uri": "",
-                                "match": "prefix",
-                                "allow": ALL_ACTIONS,
-                                "disclose": {"caller": False, "publisher": False},
-                                "cache": True,
-                            }
-                        ],
-                    }
-                ],
-            },
-            {
-                "name": "crossbar",
-                "roles": [
-                    {
-                        "name": "controller",
-                        "permissions": [
-                            {
-                                "uri": "",
-                                "match": "prefix",
-                                "allow": ALL_ACTIONS,
-                                "disclose": {"caller": True, "publisher": True},
-                            }
-                        ],
-                    }
-                ],
-            },
-        ],
-        "transports": [
-            {
-                "type": "universal",
-                "id": "app",
-                "endpoint": {"type": "tcp", "port": 0, "interface": "127.0.0.1"},
-                "rawsocket": {"serializers": ["cbor", "msgpack", "json"]},
-                "websocket": {"ws": {"type": "websocket", "serializers": ["cbor", "json"]}},
-            },
-            {
-                "type": "websocket",
-                "id": "wst",
-                "endpoint": {"type": "tcp", "port": 0, "interface": "127.0.0.1"},
-            },
-            {
-                "type": "rawsocket",
-                "id": "mgmt",
-                "endpoint": {"type": "unix", "path": mgmt_socket},
-                "auth": {
-                    "ticket": {
-                        "type": "static",
-                        "principals": {"worker-1": {"ticket": "secret", "role": "controller"}},
-                    },
-                    "wampcra": {
-                        "type": "static",
-                        "users": {"node": {"secret": "s3", "role": "controller"}},
-                    },
-                },
-            },
-        ],
-    }
-
-
-@pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    """A directory with a short path: unix socket paths are limited to 107 bytes."""
-    path = Path(tempfile.mkdtemp(prefix="rt-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def proc() -> Iterator[RouterProcess]:
-    """One router process for the tests that only connect to it."""
-    tmp = Path(tempfile.mkdtemp(prefix="rt-"))
-    router = start_router_process(router_config(str(tmp / "mgmt.sock")), tmp)
-    try:
-        yield router
-    finally:
-        router.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # -- a minimal client --------------------------------------------------------------------------
@@ -224,9 +140,21 @@ async def exercise(session: Probe) -> None:
 # -- joining -----------------------------------------------------------------------------------
 
 
+def address(router: RouterAddresses, transport: str) -> dict[str, Any]:
+    """A ``connect`` address of one of the shared router's transports."""
+    return {
+        "universal websocket path": {"websocket": router.process.url("app", "ws")},
+        "plain websocket": {"websocket": router.process.url("wst", "")},
+        "rawsocket tcp": {"tcp": router.process.tcp("app")},
+        "management unix socket": {"unix": router.process.unix_path("mgmtunix")},
+    }[transport]
+
+
+@pytest.mark.parametrize("transport", ["universal websocket path", "plain websocket",
+                                       "rawsocket tcp"])
 @pytest_twisted.ensureDeferred
-async def test_anonymous_session_works_over_universal_websocket_path(proc: RouterProcess) -> None:
-    session = await connect({"websocket": proc.url("app", "ws")}, "realm1")
+async def test_anonymous_session_works(router: RouterAddresses, transport: str) -> None:
+    session = await connect(address(router, transport), "realm1")
     try:
         await exercise(session)
     finally:
@@ -234,27 +162,9 @@ async def test_anonymous_session_works_over_universal_websocket_path(proc: Route
 
 
 @pytest_twisted.ensureDeferred
-async def test_anonymous_session_works_over_plain_websocket_transport(proc: RouterProcess) -> None:
-    session = await connect({"websocket": proc.url("wst", "")}, "realm1")
-    try:
-        await exercise(session)
-    finally:
-        await leave(session)
-
-
-@pytest_twisted.ensureDeferred
-async def test_anonymous_session_works_over_rawsocket_tcp(proc: RouterProcess) -> None:
-    session = await connect({"tcp": proc.tcp("app")}, "realm1")
-    try:
-        await exercise(session)
-    finally:
-        await leave(session)
-
-
-@pytest_twisted.ensureDeferred
-async def test_sessions_on_different_transports_reach_each_other(proc: RouterProcess) -> None:
-    callee = await connect({"tcp": proc.tcp("app")}, "realm1")
-    caller = await connect({"websocket": proc.url("wst")}, "realm1")
+async def test_sessions_on_different_transports_reach_each_other(router: RouterAddresses) -> None:
+    callee = await connect(address(router, "rawsocket tcp"), "realm1")
+    caller = await connect({"websocket": router.process.url("wst")}, "realm1")
     try:
         await callee.register(lambda: "pong", "com.example.ping")
         assert await caller.call("com.example.ping") == "pong"
@@ -265,11 +175,11 @@ async def test_sessions_on_different_transports_reach_each_other(proc: RouterPro
 
 @pytest_twisted.ensureDeferred
 async def test_anonymous_session_on_a_realm_without_that_role_may_do_nothing(
-    proc: RouterProcess,
+    router: RouterAddresses,
 ) -> None:
     """Crossbar.io lets an anonymous session join a realm that has no ``anonymous`` role, and
     then authorizes none of its actions: we serve exactly that."""
-    session = await connect({"tcp": proc.tcp("app")}, "crossbar")
+    session = await connect(address(router, "rawsocket tcp"), "crossbar")
     try:
         with pytest.raises(ApplicationError) as denied:
             await session.register(lambda: None, "com.example.nothing")
@@ -279,128 +189,106 @@ async def test_anonymous_session_on_a_realm_without_that_role_may_do_nothing(
 
 
 @pytest_twisted.ensureDeferred
-async def test_unknown_realm_is_refused(proc: RouterProcess) -> None:
+async def test_unknown_realm_is_refused(router: RouterAddresses) -> None:
     with pytest.raises(Refused) as refused:
-        await connect({"websocket": proc.url("app", "ws")}, "nosuchrealm")
+        await connect(address(router, "universal websocket path"), "nosuchrealm")
     assert refused.value.reason == ApplicationError.NO_SUCH_REALM
 
 
+@pytest.mark.parametrize(("credentials", "exercised"), [
+    ({"method": "ticket", "authid": "worker", "secret": WORKER_TICKET}, True),
+    ({"method": "wampcra", "authid": "cra-worker", "secret": CRA_WORKER_SECRET}, False),
+], ids=["ticket", "wampcra"])
 @pytest_twisted.ensureDeferred
-async def test_ticket_principal_joins_management_realm_over_unix_socket(
-    proc: RouterProcess,
+async def test_a_principal_joins_management_realm_over_unix_socket(
+    router: RouterAddresses, credentials: dict[str, str], exercised: bool,
 ) -> None:
-    credentials = {"method": "ticket", "authid": "worker-1", "secret": "secret"}
-    session = await connect({"unix": proc.unix_path("mgmt")}, "crossbar", credentials)
+    session = await connect(address(router, "management unix socket"), "crossbar", credentials)
     try:
         details = await session.joined
-        assert (details.authid, details.authrole) == ("worker-1", "controller")
-        await exercise(session)
+        assert (details.authid, details.authrole) == (credentials["authid"], "controller")
+        if exercised:
+            await exercise(session)
     finally:
         await leave(session)
 
 
+@pytest.mark.parametrize(("credentials", "reason"), [
+    ({"method": "ticket", "authid": "worker", "secret": "wrong"}, ApplicationError.NOT_AUTHORIZED),
+    (None, ApplicationError.NO_AUTH_METHOD),  # anonymous, where auth is configured without it
+], ids=["wrong ticket", "anonymous"])
 @pytest_twisted.ensureDeferred
-async def test_wampcra_user_joins_management_realm_over_unix_socket(proc: RouterProcess) -> None:
-    credentials = {"method": "wampcra", "authid": "node", "secret": "s3"}
-    session = await connect({"unix": proc.unix_path("mgmt")}, "crossbar", credentials)
-    try:
-        details = await session.joined
-        assert (details.authid, details.authrole) == ("node", "controller")
-    finally:
-        await leave(session)
-
-
-@pytest_twisted.ensureDeferred
-async def test_wrong_ticket_is_refused(proc: RouterProcess) -> None:
-    credentials = {"method": "ticket", "authid": "worker-1", "secret": "wrong"}
-    with pytest.raises(Refused) as refused:
-        await connect({"unix": proc.unix_path("mgmt")}, "crossbar", credentials)
-    assert refused.value.reason == ApplicationError.NOT_AUTHORIZED
-
-
-@pytest_twisted.ensureDeferred
-async def test_anonymous_is_refused_where_auth_is_configured_without_it(
-    proc: RouterProcess,
+async def test_management_realm_refuses(
+    router: RouterAddresses, credentials: dict[str, str] | None, reason: str,
 ) -> None:
     with pytest.raises(Refused) as refused:
-        await connect({"unix": proc.unix_path("mgmt")}, "crossbar")
-    assert refused.value.reason == ApplicationError.NO_AUTH_METHOD
+        await connect(address(router, "management unix socket"), "crossbar", credentials)
+    assert refused.value.reason == reason
 
 
 # -- the process -------------------------------------------------------------------------------
 
 
+MANAGEMENT_TICKET = {"method": "ticket", "authid": "worker", "secret": WORKER_TICKET}
+
+
 @pytest_twisted.ensureDeferred
-async def test_sigterm_drops_sessions_exits_0_and_frees_the_addresses(short_tmp: Path) -> None:
-    proc = start_router_process(router_config(str(short_tmp / "mgmt.sock")), short_tmp)
-    try:
-        host, port = proc.tcp("app")
-        session = await connect({"tcp": (host, port)}, "realm1")
-        assert proc.stop() == 0
-        await session.closed.addTimeout(TIMEOUT, reactor)
-    finally:
-        proc.kill()
-    assert not os.path.exists(short_tmp / "mgmt.sock")
-    assert_nobody_listens(host, port)
-
-
-def assert_nobody_listens(host: str, port: int) -> None:
+async def test_sigterm_drops_sessions_exits_0_and_frees_the_addresses(routers: Routers) -> None:
+    proc = start_router(routers).process
+    host, port = proc.tcp("app")
+    session = await connect({"tcp": (host, port)}, "realm1")
+    assert proc.stop() == 0
+    await session.closed.addTimeout(TIMEOUT, reactor)
+    assert not os.path.exists(proc.tmp_dir / "mgmt.sock")
     with socket.socket() as probe:
         assert probe.connect_ex((host, port)) == errno.ECONNREFUSED
-    with socket.socket() as rebind:
-        rebind.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        rebind.bind((host, port))
+    assert port_is_free(port)
 
 
 @pytest_twisted.ensureDeferred
-async def test_restart_comes_back_on_the_same_port(short_tmp: Path) -> None:
-    proc = start_router_process(router_config(str(short_tmp / "mgmt.sock")), short_tmp)
-    try:
-        first_pid, addresses = proc.pid, (proc.tcp("app"), proc.tcp("wst"))
-        session = await connect({"tcp": proc.tcp("app")}, "realm1")
-        proc.kill()  # a crash: no clean close, the unix socket file stays behind
-        await session.closed.addTimeout(TIMEOUT, reactor)
+async def test_restart_comes_back_on_the_same_port(routers: Routers) -> None:
+    proc = start_router(routers).process
+    first_pid, addresses = proc.pid, (proc.tcp("app"), proc.tcp("wst"))
+    session = await connect({"tcp": proc.tcp("app")}, "realm1")
+    proc.kill()  # a crash: no clean close, the unix socket file stays behind
+    await session.closed.addTimeout(TIMEOUT, reactor)
 
-        proc.restart()
-        assert proc.pid != first_pid
-        assert (proc.tcp("app"), proc.tcp("wst")) == addresses
-        again = await connect({"tcp": proc.tcp("app")}, "realm1")
-        await leave(again)
-        credentials = {"method": "ticket", "authid": "worker-1", "secret": "secret"}
-        mgmt = await connect({"unix": proc.unix_path("mgmt")}, "crossbar", credentials)
-        await leave(mgmt)
-    finally:
-        proc.stop()
+    proc.restart()
+    assert proc.pid != first_pid
+    assert (proc.tcp("app"), proc.tcp("wst")) == addresses
+    again = await connect({"tcp": proc.tcp("app")}, "realm1")
+    await leave(again)
+    mgmt = await connect({"unix": proc.unix_path("mgmtunix")}, "crossbar", MANAGEMENT_TICKET)
+    await leave(mgmt)
 
 
 @pytest_twisted.ensureDeferred
 async def test_prebound_listeners_queue_clients_until_the_router_serves_them(
-    short_tmp: Path,
+    routers: Routers,
 ) -> None:
-    config = router_config(str(short_tmp / "mgmt.sock"))
-    sockets = bind_listeners(config, str(short_tmp))
+    folder = routers.folder()
+    config = router_config(str(folder / "app.sock"), str(folder / "mgmt.sock"))
+    sockets = bind_listeners(config, str(folder))
     config = pin_ports(config, sockets)
     port = sockets["app"].getsockname()[1]
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as early:
         early.sendall(RAWSOCKET_HELLO_CBOR)  # before the router process even exists
-        proc = start_router_process(config, short_tmp, sockets=sockets)
-        try:
-            assert proc.tcp("app") == ("127.0.0.1", port)
-            assert early.recv(4)[:1] == b"\x7f"  # the RawSocket handshake reply
-            session = await connect({"unix": proc.unix_path("mgmt")}, "crossbar", WORKER_TICKET)
-            await leave(session)
-        finally:
-            proc.stop()
-    assert not os.path.exists(short_tmp / "mgmt.sock")
+        proc = routers.start(config, folder, sockets=sockets)
+        assert proc.tcp("app") == ("127.0.0.1", port)
+        assert early.recv(4)[:1] == b"\x7f"  # the RawSocket handshake reply
+        session = await connect({"unix": proc.unix_path("mgmtunix")}, "crossbar",
+                                MANAGEMENT_TICKET)
+        await leave(session)
+        proc.stop()
+    assert not os.path.exists(folder / "mgmt.sock")
 
 
 # RawSocket opening handshake: magic 0x7f, max message length 2**24 and serializer 3 (CBOR).
 RAWSOCKET_HELLO_CBOR = bytes([0x7F, 0xF3, 0x00, 0x00])
-WORKER_TICKET = {"method": "ticket", "authid": "worker-1", "secret": "secret"}
 
 
 def test_an_endpoint_crossbar_refuses_exits_2_with_its_reason(tmp_path: Path) -> None:
-    config = router_config(str(tmp_path / "mgmt.sock"))
+    config = router_config(str(tmp_path / "app.sock"))
     config["transports"] = [{"type": "rawsocket", "id": "udpt",
                              "endpoint": {"type": "udp", "port": 8080}}]
     result = run_router(config, tmp_path)
@@ -419,18 +307,16 @@ def run_router(config: dict[str, Any], folder: Path) -> subprocess.CompletedProc
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=ROOT,
     )
 
 
-def test_a_port_in_use_exits_2_naming_the_reason(proc: RouterProcess, tmp_path: Path) -> None:
+def test_a_port_in_use_exits_2_naming_the_reason(router: RouterAddresses, tmp_path: Path) -> None:
     config = router_config(str(tmp_path / "other.sock"))
-    config["transports"] = [config["transports"][0], config["transports"][2]]
-    config["transports"][0]["endpoint"]["port"] = proc.port("app")
+    config["transports"] = [t for t in config["transports"] if t["id"] in ("app", "appunix")]
+    config["transports"][0]["endpoint"]["port"] = router.port("app")
     result = run_router(config, tmp_path)
     assert result.returncode == 2
     (error,) = [line for line in result.stderr.splitlines() if "container router: error" in line]
     assert "Address already in use" in error
     assert not (tmp_path / "other.sock").exists()
-
-

@@ -14,19 +14,19 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
+from container.errors import CheckpointError
 from container.files import write_atomically
 from container.worker.checkpoint import (
-    CheckpointError,
     decode_value,
     encode_checkpoint,
     encode_value,
     parse_checkpoint,
     read_checkpoint,
 )
-from tests import wampclient
-from tests.children import spawn
-from tests.conftest import APPS, TESTER_TICKET, WORKER_TICKET
-from tests.wampclient import poll
+from tests.support import wampclient
+from tests.support.router import WORKER_TICKET
+from tests.support.wampclient import poll
+from tests.support.workers import management_events, worker_command
 
 AWKWARD = {
     "blob": b"\x00\xffbytes",
@@ -155,7 +155,7 @@ async def test_a_failing_write_is_reported_retried_and_leaves_no_temporary_files
     async def checkpoint() -> dict:
         return (await env.call("get_status"))["checkpoint"]
 
-    await poll(lambda: not env.worker.checkpoint_status()["ok"])
+    await poll(lambda: not env.worker.checkpoint.status()["ok"])
     failing = await checkpoint()
     assert failing["ok"] is False
     assert str(state_file) in failing["error"] and "directory" in failing["error"].lower()
@@ -187,13 +187,6 @@ async def test_a_corrupt_checkpoint_is_set_aside_reported_and_not_overwritten(wo
 # -- as a process -------------------------------------------------------------------------
 
 
-def worker_args(router, worker_id: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "container", "worker",
-            "--management", f"rs://127.0.0.1:{router.management_port}",
-            "--id", worker_id, "--authid", "worker", "--secret-env", "TEST_WORKER_TICKET",
-            "--options", json.dumps({"pythonpath": [APPS]}), *extra]
-
-
 def test_a_worker_whose_state_directory_is_not_writable_refuses_to_start(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -206,23 +199,14 @@ def test_a_worker_whose_state_directory_is_not_writable_refuses_to_start(tmp_pat
     assert "not writable" in result.stderr and str(blocker) in result.stderr
 
 
-async def management_events(router, prefix: str):
-    client = await wampclient.connect(router.management_address(), "crossbar",
-                                      authid="tester", ticket=TESTER_TICKET)
-    events = wampclient.EventLog()
-    await events.subscribe(client, prefix + ".")
-    return client, events
-
-
 @pytest_twisted.ensureDeferred
-async def test_components_started_after_a_bytes_config_survive_kill_9(router, tmp_path):
+async def test_components_started_after_a_bytes_config_survive_kill_9(router, tmp_path, children):
     worker_id = "killed9"
     prefix = f"crossbar.worker.{worker_id}"
     state_file = str(tmp_path / "state.json")
     env = {"TEST_WORKER_TICKET": WORKER_TICKET}
     client, events = await management_events(router, prefix)
-    first = spawn(worker_args(router, worker_id, "--state-file", state_file), env=env)
-    second = None
+    first = children.spawn(worker_command(router, worker_id, "--state-file", state_file), env=env)
     try:
         await events.wait_for("on_worker_ready", timeout=60)
         transport = router.rawsocket_transport()
@@ -236,7 +220,7 @@ async def test_components_started_after_a_bytes_config_survive_kill_9(router, tm
         first.signal(9)
         await first.exited
         events.events.clear()
-        second = spawn(worker_args(router, worker_id, "--state-file", state_file), env=env)
+        children.spawn(worker_command(router, worker_id, "--state-file", state_file), env=env)
         await events.wait_for("on_component_start", id="after", timeout=60)
         await events.wait_for("on_component_start", id="bin", timeout=60)
         assert sorted(await client.call(f"{prefix}.get_components")) == ["after", "bin"]
@@ -244,36 +228,29 @@ async def test_components_started_after_a_bytes_config_survive_kill_9(router, tm
         assert config["config"]["extra"]["blob"] == b"\x00\xff"
         assert leftovers(tmp_path) == []
     finally:
-        await first.stop()
-        if second is not None:
-            await second.stop()
         await wampclient.close(client)
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_second_worker_with_an_id_in_use_exits_3(router):
+async def test_a_second_worker_with_an_id_in_use_exits_3(router, children):
     worker_id = "twin"
     prefix = f"crossbar.worker.{worker_id}"
     env = {"TEST_WORKER_TICKET": WORKER_TICKET}
     client, events = await management_events(router, prefix)
-    first = spawn(worker_args(router, worker_id), env=env)
-    second = None
+    first = children.spawn(worker_command(router, worker_id), env=env)
     try:
         ready = await events.wait_for("on_worker_ready", timeout=60)
-        second = spawn(worker_args(router, worker_id), env=env)
+        second = children.spawn(worker_command(router, worker_id), env=env)
         assert await second.exited.addTimeout(60, reactor) == 3
         assert "already serving" in second.text
         status = await client.call(f"{prefix}.get_status")
         assert status["pid"] == ready["pid"] == first.pid
     finally:
-        await first.stop()
-        if second is not None:
-            await second.stop()
         await wampclient.close(client)
 
 
 def test_ctl_status_tells_about_a_failing_or_set_aside_checkpoint():
-    from container.ctl.main import checkpoint_notes
+    from container.ctl.output import checkpoint_notes
 
     assert checkpoint_notes(None) == []
     assert checkpoint_notes({"path": "p", "ok": True, "error": None, "set_aside": None}) == []

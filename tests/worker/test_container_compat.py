@@ -26,22 +26,21 @@ from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, UNIXClientEndpoint
 
 from container import connector
-from container.config import (
-    ComponentSpec,
+from container.components import ComponentSpec, component_warnings, parse_component
+from container.errors import ClassImportFailed, InvalidConfiguration
+from container.options import (
     ContainerOptions,
-    component_warnings,
     container_worker_warnings,
-    parse_component,
     parse_container_options,
-    schema_problems,
     worker_disabled,
 )
-from container.errors import ClassImportFailed, InvalidConfiguration
+from container.validation import schema_problems
 from container.worker.loader import load_session_class
-from container.worker.process import check_on_this_machine, cpus_at
-from tests import wampclient
-from tests.children import spawn
-from tests.conftest import APPS, TESTER_TICKET, WORKER_TICKET
+from container.worker.os_options import check_on_this_machine, cpus_at
+from tests.support import wampclient
+from tests.support.paths import APPS
+from tests.support.router import WORKER_TICKET
+from tests.support.workers import management_events, worker_argv
 
 
 def crossbar_accepts(container: dict[str, Any]) -> None:
@@ -452,7 +451,7 @@ def test_a_name_without_a_module_is_a_clear_import_failure() -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_a_worker_process_honours_title_cpus_and_reactor_and_warns_once_per_key(
-    router: Any, tmp_path: Any
+    router: Any, tmp_path: Any, children: Any
 ) -> None:
     (tmp_path / "publisher-subscriber.py").write_text(PUBSUB_MODULE)
     cpus = sorted(os.sched_getaffinity(0))
@@ -460,14 +459,10 @@ async def test_a_worker_process_honours_title_cpus_and_reactor_and_warns_once_pe
                "cpu_affinity": [-1], "reactor": {sys.platform: "asyncio"},
                "extra": {"ignored": True}}
     prefix = "crossbar.worker.compat1"
-    client = await wampclient.connect(router.management_address(), "crossbar",
-                                      authid="tester", ticket=TESTER_TICKET)
-    events = wampclient.EventLog()
-    await events.subscribe(client, prefix + ".")
-    worker = spawn([sys.executable, "-m", "container", "worker", "--management",
-                    f"rs://127.0.0.1:{router.management_port}", "--id", "compat1",
-                    "--authid", "worker", "--secret-env", "WC_TEST_TICKET",
-                    "--options", json.dumps(options)], env={"WC_TEST_TICKET": WORKER_TICKET})
+    client, events = await management_events(router, prefix)
+    worker = children.spawn(
+        worker_argv(router.management_port, "compat1", options, secret_env="WC_TEST_TICKET"),
+        env={"WC_TEST_TICKET": WORKER_TICKET})
     try:
         ready = await events.wait_for("on_worker_ready", timeout=60)
         assert ready["pid"] == worker.pid
@@ -489,6 +484,5 @@ async def test_a_worker_process_honours_title_cpus_and_reactor_and_warns_once_pe
             warned = [line for line in lines if key in line]
             assert len(warned) == 1 and "has no effect" in warned[0]
     finally:
-        await worker.stop()
         await wampclient.close(client)
 

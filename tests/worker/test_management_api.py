@@ -12,9 +12,11 @@ from autobahn.wamp.exception import ApplicationError
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList
 
-from tests import wampclient
-from tests.conftest import APPS
-from tests.wampclient import poll
+from tests.support import wampclient
+from tests.support.paths import APPS
+from tests.support.ports import free_port
+from tests.support.router import CRA_WORKER_SECRET
+from tests.support.wampclient import poll
 
 
 async def app_client(env):
@@ -146,40 +148,31 @@ async def test_invalid_configuration_names_the_key(env, mutate, key):
     assert await env.call("get_components") == []
 
 
+IMPORT_FAILED = "crossbar.error.class_import_failed"
+CANNOT_START = "crossbar.error.cannot_start"
+
+
 @pytest.mark.parametrize(
-    ("classname", "says"),
+    ("classname", "uri", "says"),
     [
-        ("no_such_module.Thing", "module 'no_such_module' not found"),
-        ("broken_syntax.Broken", "syntax error in"),
-        ("hello.NoSuchClass", "has no attribute 'NoSuchClass'"),
-        ("faulty.NotASession", "is not a session class"),
-        ("faulty.NOT_A_CLASS", "is not a session class"),
-        ("asyncio_session.Hello", "Explicitly using 'twisted' already"),
+        ("no_such_module.Thing", IMPORT_FAILED, "module 'no_such_module' not found"),
+        ("broken_syntax.Broken", IMPORT_FAILED, "syntax error in"),
+        ("hello.NoSuchClass", IMPORT_FAILED, "has no attribute 'NoSuchClass'"),
+        ("faulty.NotASession", IMPORT_FAILED, "is not a session class"),
+        ("faulty.NOT_A_CLASS", IMPORT_FAILED, "is not a session class"),
+        ("asyncio_session.Hello", IMPORT_FAILED, "Explicitly using 'twisted' already"),
+        ("faulty.ConstructorRaises", CANNOT_START,
+         "constructor raised ValueError: bad constructor argument"),
+        ("faulty.JoinRaises", CANNOT_START, "onJoin raised RuntimeError: database unavailable"),
+        ("faulty.LeavesDuringJoin", CANNOT_START, "left before it was ready"),
     ],
 )
 @pytest_twisted.ensureDeferred
-async def test_class_import_failed_says_which(env, classname, says):
-    error = await expect_error(env.call("start_component", "bad", env.component(classname)),
-                               "crossbar.error.class_import_failed")
+async def test_a_component_that_cannot_be_loaded_or_started_says_why(env, classname, uri, says):
+    error = await expect_error(env.call("start_component", "bad", env.component(classname)), uri)
     assert says in message(error)
     if "not found" in says:
         assert APPS in message(error)  # the module search path is shown
-    assert await env.call("get_components") == []
-
-
-@pytest.mark.parametrize(
-    ("classname", "says"),
-    [
-        ("faulty.ConstructorRaises", "constructor raised ValueError: bad constructor argument"),
-        ("faulty.JoinRaises", "onJoin raised RuntimeError: database unavailable"),
-        ("faulty.LeavesDuringJoin", "left before it was ready"),
-    ],
-)
-@pytest_twisted.ensureDeferred
-async def test_component_failing_while_starting(env, classname, says):
-    error = await expect_error(env.call("start_component", "bad", env.component(classname)),
-                               "crossbar.error.cannot_start")
-    assert says in message(error)
     assert await env.call("get_components") == []
 
 
@@ -206,11 +199,7 @@ async def test_start_that_never_becomes_ready_times_out_saying_where_it_was(
 
 @pytest_twisted.ensureDeferred
 async def test_cannot_connect_names_the_address(env):
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
+    closed_port = free_port()
     transport = {"type": "rawsocket",
                  "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": closed_port}}
     error = await expect_error(
@@ -409,8 +398,6 @@ async def test_events_tell_the_whole_life(env):
 @pytest_twisted.ensureDeferred
 async def test_worker_authenticates_with_wampcra(workers):
     from container.management import Credentials
-    from tests.conftest import CRA_WORKER_SECRET
-
     env = await workers({}, credentials=Credentials("cra-worker", "wampcra", CRA_WORKER_SECRET))
     await env.call("start_component", "c1", env.component("hello.Quiet"))
     assert await env.call("get_components") == ["c1"]
@@ -473,11 +460,7 @@ async def test_auth_secrets_are_never_shown(env, auth, secret):
 
 
 def _unreachable_transport() -> dict[str, Any]:
-    import socket
-
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     return {"type": "rawsocket", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": port}}
 
 

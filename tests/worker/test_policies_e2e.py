@@ -15,9 +15,9 @@ from autobahn.wamp.exception import ApplicationError
 from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
 
-from tests import wampclient
-from tests.routerproc import start_router_process
-from tests.wampclient import poll
+from tests.support import wampclient
+from tests.support.router import start_router
+from tests.support.wampclient import poll
 
 FAST_BACKOFF = {"first": 0.0, "initial": 0.05, "max": 0.4, "multiplier": 2.0, "jitter": 0.0}
 
@@ -25,25 +25,6 @@ FAST_BACKOFF = {"first": 0.0, "initial": 0.05, "max": 0.4, "multiplier": 2.0, "j
 async def app_client(port: int) -> wampclient.ClientSession:
     return await wampclient.connect({"kind": "rawsocket", "host": "127.0.0.1", "port": port},
                                     "realm1")
-
-
-def app_router_config() -> dict:
-    return {
-        "type": "router", "id": "approuter",
-        "realms": [{"name": "realm1", "roles": [{"name": "anonymous", "permissions": [
-            {"uri": "", "match": "prefix",
-             "allow": {"call": True, "register": True, "publish": True, "subscribe": True}}]}]}],
-        "transports": [{"type": "rawsocket", "id": "app",
-                        "endpoint": {"type": "tcp", "port": 0, "interface": "127.0.0.1"}}],
-    }
-
-
-@pytest.fixture
-def app_router(tmp_path):
-    """A router of our own, which the test may kill and bring back on the same port."""
-    router = start_router_process(app_router_config(), tmp_path)
-    yield router
-    router.stop()
 
 
 @pytest_twisted.ensureDeferred
@@ -114,8 +95,9 @@ async def test_requested_stop_is_not_restarted_under_restart_always(workers):
 
 @pytest_twisted.ensureDeferred
 async def test_components_come_back_after_the_router_is_killed_and_restarted(
-    workers, app_router
+    workers, routers
 ):
+    app_router = start_router(routers).process  # of our own: killed, and brought back
     env = await workers({"restart": "restart-failed",
                          "restart_backoff": {"initial": 0.1, "max": 1.0}})
     host, port = app_router.tcp("app")
@@ -146,7 +128,8 @@ async def test_components_come_back_after_the_router_is_killed_and_restarted(
 
 
 @pytest_twisted.ensureDeferred
-async def test_restart_never_components_are_reported_lost_not_dropped(workers, app_router):
+async def test_restart_never_components_are_reported_lost_not_dropped(workers, routers):
+    app_router = start_router(routers).process
     env = await workers({})
     host, port = app_router.tcp("app")
     transport = {"type": "rawsocket", "endpoint": {"type": "tcp", "host": host, "port": port}}
@@ -160,7 +143,8 @@ async def test_restart_never_components_are_reported_lost_not_dropped(workers, a
 
 
 @pytest_twisted.ensureDeferred
-async def test_wait_for_router_retries_until_the_router_is_up(workers, app_router):
+async def test_wait_for_router_retries_until_the_router_is_up(workers, routers):
+    app_router = start_router(routers).process
     env = await workers({"restart_backoff": {"initial": 0.1, "max": 0.5}})
     host, port = app_router.tcp("app")
     app_router.stop()

@@ -10,8 +10,6 @@ router, no registration.
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Any
 
 import pytest
@@ -21,10 +19,10 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.logger import formatEvent, globalLogPublisher
 
-from tests import wampclient
-from tests.children import spawn
-from tests.conftest import APPS, WORKER_TICKET
-from tests.wampclient import poll
+from tests.support import wampclient
+from tests.support.router import WORKER_TICKET
+from tests.support.wampclient import poll
+from tests.support.workers import management_events, worker_command
 
 
 async def app_client(env: Any) -> wampclient.ClientSession:
@@ -367,18 +365,12 @@ async def test_a_reactor_stop_that_cannot_be_told_apart_is_refused(host, worker_
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_worker_process_outlives_a_component_that_stops_the_reactor(router):
+async def test_a_worker_process_outlives_a_component_that_stops_the_reactor(router, children):
     worker_id = "stopguard"
     prefix = f"crossbar.worker.{worker_id}"
-    client = await wampclient.connect(router.management_address(), "crossbar",
-                                      authid="tester", ticket="tester-secret")
-    events = wampclient.EventLog()
-    await events.subscribe(client, prefix + ".")
-    command = [sys.executable, "-m", "container", "worker",
-               "--management", f"rs://127.0.0.1:{router.management_port}", "--realm", "crossbar",
-               "--id", worker_id, "--authid", "worker", "--secret-env", "TEST_WORKER_TICKET",
-               "--options", json.dumps({"pythonpath": [APPS]})]
-    worker = spawn(command, env={"TEST_WORKER_TICKET": WORKER_TICKET})
+    client, events = await management_events(router, prefix)
+    worker = children.spawn(worker_command(router, worker_id),
+                            env={"TEST_WORKER_TICKET": WORKER_TICKET})
     app = None
     try:
         await events.wait_for("on_worker_ready")
@@ -406,8 +398,6 @@ async def test_a_worker_process_outlives_a_component_that_stops_the_reactor(rout
         if app is not None:
             await wampclient.close(app)
         await wampclient.close(client)
-        if not worker.exited.called:
-            await worker.stop()
     assert "Traceback" not in worker.text, worker.text
 
 

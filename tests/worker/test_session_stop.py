@@ -17,9 +17,9 @@ from twisted.python.failure import Failure
 
 from container import connector
 from container.errors import CannotConnect, StartCancelled
-from container.worker import session as session_module
-from container.worker.session import SessionRun, session_builder
-from tests.worker.test_session_run import SPEC, JoinsOnCue, Log, Owner
+from container.worker.builders import session_builder
+from container.worker.run import SessionRun
+from tests.support.sessions import SPEC, JoinsOnCue, Log, Owner
 
 
 class SilentConnection(connector.ClientConnection):
@@ -35,7 +35,7 @@ class Harness:
     def __init__(self, monkeypatch: Any, connected: bool) -> None:
         self.clock = Clock()
         self.connected = connected
-        monkeypatch.setattr(session_module.connector, "connect", self._connect)
+        monkeypatch.setattr(connector, "connect", self._connect)
         self.run = SessionRun(self.clock, SPEC, session_builder(JoinsOnCue),
                               ComponentConfig(realm="realm1"), Log(),
                               lambda owner, run, end: None, Owner())

@@ -14,10 +14,11 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from container.config import parse_container_options
+from container.components import parse_component
 from container.errors import CannotConnect, ComponentStartFailed
+from container.options import parse_container_options
 from container.policy import StopReason
-from container.worker.session import SessionEnd
+from container.worker.outcome import SessionEnd
 from container.worker.supervisor import Supervisor
 
 CONFIG = {"type": "class", "classname": "hello.Quiet", "realm": "realm1",
@@ -81,15 +82,15 @@ class Harness:
             self.clock, parse_container_options(options), emit=self._emit,
             request_shutdown=lambda code, why: self.shutdowns.append((code, why)),
             uniform=lambda: 0.5, run_factory=FakeRun,
+            load_builder=lambda spec: (lambda config: None),  # no imports needed
         )
-        self.supervisor._builder = lambda spec: (lambda config: None)  # no imports needed
 
     def _emit(self, topic: str, payload: dict[str, Any]) -> None:
         self.events.append((topic, payload))
 
     def start(self, component_id: str = "c1", **kwargs: Any) -> Deferred[Any]:
         return Deferred.fromCoroutine(
-            self.supervisor.start(component_id, dict(CONFIG), **kwargs))
+            self.supervisor.start(component_id, parse_component(dict(CONFIG)), **kwargs))
 
     def started(self, component_id: str = "c1") -> FakeRun:
         result = self.start(component_id)
@@ -139,6 +140,7 @@ def test_backoff_resets_after_a_stable_run():
     assert crash_and_rejoin(h, 3) == [0.0, 1.0, 2.0]
     h.clock.advance(5)  # ran stably
     assert crash_and_rejoin(h, 2) == [0.0, 1.0]
+    assert h.clock.getDelayedCalls() == []
 
 
 def test_restart_limit_gives_up_and_reports_failed():
@@ -166,6 +168,7 @@ def test_requested_stop_is_never_restarted():
     assert h.supervisor.list() == []
     assert h.clock.getDelayedCalls() == []
     assert h.topics("on_component_stop")[-1]["reason"] == "requested"
+    assert h.clock.getDelayedCalls() == []
 
 
 def test_restart_failed_restarts_a_crash_but_not_a_clean_leave():
@@ -197,6 +200,7 @@ def test_connect_failures_retry_without_counting_toward_the_limit():
     h.clock.advance(h.pending_delays()[0])
     FakeRun.runs[-1].join()
     assert h.state() == "running"
+    assert h.clock.getDelayedCalls() == []
 
 
 def test_a_failing_restart_attempt_counts_as_a_crash():
@@ -208,6 +212,8 @@ def test_a_failing_restart_attempt_counts_as_a_crash():
     assert h.state() == "restarting"
     assert "onJoin raised" in h.supervisor.get("c1")["last_error"]
     assert h.supervisor.get("c1")["attempt"] == 2
+    Deferred.fromCoroutine(h.supervisor.stop("c1"))  # it waits to restart: stop it
+    assert h.clock.getDelayedCalls() == []
 
 
 def test_stop_while_waiting_to_restart_cancels_the_restart():
@@ -218,6 +224,7 @@ def test_stop_while_waiting_to_restart_cancels_the_restart():
     Deferred.fromCoroutine(h.supervisor.stop("c1"))
     assert h.clock.getDelayedCalls() == []
     assert h.supervisor.list() == []
+    assert h.clock.getDelayedCalls() == []
 
 
 @pytest.mark.parametrize(
@@ -235,6 +242,7 @@ def test_shutdown_policies(shutdown, ending, expected):
     h.started("c2")
     first.end(ending, "ended")
     assert [code for code, _ in h.shutdowns] == expected
+    assert h.clock.getDelayedCalls() == []
 
 
 def test_shutdown_on_last_component_stopped_exit_code_follows_the_last_cause():
@@ -244,6 +252,7 @@ def test_shutdown_on_last_component_stopped_exit_code_follows_the_last_cause():
     assert h.shutdowns == []
     second.end(StopReason.FAILED, "crash")
     assert [code for code, _ in h.shutdowns] == [1]
+    assert h.clock.getDelayedCalls() == []
 
 
 def test_wait_for_router_retries_the_first_connect():
@@ -256,6 +265,7 @@ def test_wait_for_router_retries_the_first_connect():
     h.clock.advance(0.5)
     FakeRun.runs[-1].join()
     assert starting.called and starting.result["state"] == "running"
+    assert h.clock.getDelayedCalls() == []
 
 
 def test_a_start_that_cannot_connect_leaves_no_entry():
@@ -265,6 +275,7 @@ def test_a_start_that_cannot_connect_leaves_no_entry():
     assert isinstance(starting.result.value, CannotConnect)
     starting.addErrback(lambda _: None)
     assert h.supervisor.list() == []
+    assert h.clock.getDelayedCalls() == []
 
 
 def test_component_log_lines_are_tagged_with_the_component_id():
@@ -277,6 +288,8 @@ def test_component_log_lines_are_tagged_with_the_component_id():
     lines = [formatEvent(event) for event in events]
     assert any(line.startswith("[component tagged] session ended (failed): boom")
                for line in lines), lines
+    Deferred.fromCoroutine(h.supervisor.stop("tagged"))  # it waits to restart: stop it
+    assert h.clock.getDelayedCalls() == []
 
 
 def test_a_second_stop_waits_for_the_first_and_gets_the_same_answer():
@@ -291,6 +304,7 @@ def test_a_second_stop_waits_for_the_first_and_gets_the_same_answer():
     assert first.result == second.result
     assert first.result["caller"] == {"authid": "a"}
     assert h.topics("on_component_stop")[-1]["caller"] == {"authid": "a"}
+    assert h.clock.getDelayedCalls() == []
 
 
 # -- readiness and cancelled starts -----------------------------------------------------------
@@ -301,7 +315,7 @@ def test_the_ready_grace_is_the_components_or_else_the_containers():
     h.start("c1")
     assert FakeRun.runs[-1].ready_grace == 2.5
     config = {**CONFIG, "ready_grace": 0.25}
-    Deferred.fromCoroutine(h.supervisor.start("c2", config))
+    Deferred.fromCoroutine(h.supervisor.start("c2", parse_component(config)))
     assert FakeRun.runs[-1].ready_grace == 0.25
     assert Harness({}).supervisor.options.ready_grace == 1.0  # the default
     assert h.clock.getDelayedCalls() == []
@@ -493,11 +507,11 @@ def _request(h: Harness, request: str) -> Deferred[Any]:
                                           "restart", "shutdown"])
 @pytest.mark.parametrize("state", list(STATES))
 def test_every_request_answers_in_every_state(state, request_name, stop_mode, monkeypatch):
-    from container.errors import ContainerError
-    from container.worker.component import HostedComponent, IllegalTransition
+    from container.errors import ContainerError, IllegalTransition
+    from container.worker.component import HostedComponent
 
     illegal: list[IllegalTransition] = []
-    set_state = HostedComponent.set_state
+    set_state = HostedComponent._set_state
 
     def watched_set_state(self: HostedComponent, new_state: Any) -> None:
         try:
@@ -506,7 +520,7 @@ def test_every_request_answers_in_every_state(state, request_name, stop_mode, mo
             illegal.append(error)
             raise
 
-    monkeypatch.setattr(HostedComponent, "set_state", watched_set_state)
+    monkeypatch.setattr(HostedComponent, "_set_state", watched_set_state)
     restart, setup = STATES[state]
     h = Harness({"restart": restart, "restart_backoff": BACKOFF, "stop_timeout": STOP_TIMEOUT})
     h.pending = []
@@ -602,3 +616,4 @@ def test_stopping_a_component_that_ended_by_itself_only_removes_it():
     assert stopping.result["reason"] == "failed"
     assert len(h.topics("on_component_stop")) == 1
     assert h.supervisor.list() == []
+    assert h.clock.getDelayedCalls() == []

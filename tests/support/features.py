@@ -1,6 +1,6 @@
-"""What tests/node/test_crossbar_features.py needs besides the nodes of tests/node/test_node.py: the
-feature corpus placed on free ports, a WAMP client that speaks every auth method the corpus
-uses, and a plain HTTP client (Twisted's Agent)."""
+"""What the feature tests (tests/node/test_crossbar_features.py, test_tls_auth.py) need besides
+nodes: the feature corpus placed on free ports, a WAMP client that speaks every auth method the
+corpus uses, and a plain HTTP client (Twisted's Agent)."""
 
 from __future__ import annotations
 
@@ -8,35 +8,33 @@ import contextlib
 import json
 import re
 import shutil
-import socket
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from autobahn.twisted.rawsocket import WampRawSocketClientFactory
 from autobahn.twisted.wamp import ApplicationSession
-from autobahn.twisted.websocket import WampWebSocketClientFactory
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import ComponentConfig
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
+from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, ResponseDone
+from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 
-FEATURES = Path(__file__).resolve().parent / "configs" / "features"
+from tests.support import wampclient
+from tests.support.paths import TESTS
+from tests.support.ports import free_port
+
+FEATURES = TESTS / "configs" / "features"
 TIMEOUT = 30.0
 
 #: Where the corpus writes a port: ``"port": 18180`` and ``127.0.0.1:18180`` in URLs. Every
 #: placeholder port is in 18000..18999 and stands for one free port in every file of a run.
 _PORT = re.compile(r'(?<="port": )18\d{3}\b|(?<=127\.0\.0\.1:)18\d{3}\b')
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -151,24 +149,32 @@ async def join(address: str, realm: str = "realm1", auth: Auth | None = None) ->
     scheme, _, rest = address.partition("://")
     hostport = rest.split("/", 1)[0]
     host, _, port = hostport.rpartition(":")
-    if scheme == "ws":
-        factory: Any = WampWebSocketClientFactory(lambda: session, url=address)
-    else:
-        factory = WampRawSocketClientFactory(lambda: session)
-    factory.noisy = False
-    await TCP4ClientEndpoint(reactor, host, int(port)).connect(factory)
-    return await session.joined.addTimeout(TIMEOUT, reactor)
+    kind = "websocket" if scheme == "ws" else "rawsocket"
+    return await wampclient.open_session(
+        session, {"kind": kind, "url": address, "host": host, "port": int(port)}, TIMEOUT)
+
+
+@contextlib.asynccontextmanager
+async def joined(address: str, realm: str = "realm1",
+                 auth: Auth | None = None) -> AsyncIterator[Client]:
+    """``async with joined(address) as session``: ``join``, and ``leave`` after."""
+    session = await join(address, realm, auth)
+    try:
+        yield session
+    finally:
+        await leave(session)
+
+
+async def call_once(address: str, procedure: str, *args: Any, realm: str = "realm1") -> Any:
+    """Join ``realm`` at ``address`` anonymously, call ``procedure`` and leave again."""
+    async with joined(address, realm) as session:
+        return await session.call(procedure, *args)
 
 
 async def leave(session: Client) -> None:
-    if session.is_attached():
-        session.leave()
-    elif session._transport is not None:
-        session.disconnect()
-    else:
-        return
+    """Leave, and wait (a while, at most) for the transport to close."""
     with contextlib.suppress(Exception):
-        await session.closed.addTimeout(TIMEOUT, reactor)
+        await wampclient.close(session)
 
 
 class Events:
@@ -218,8 +224,28 @@ async def http(method: str, url: str, body: bytes | None = None,
     producer = FileBodyProducer(BytesIO(body)) if body is not None else None
     response = await agent.request(method.encode(), url.encode(), headers, producer).addTimeout(
         TIMEOUT, reactor)
-    data = await readBody(response)
+    body_read = _Body()
+    response.deliverBody(body_read)
+    data = await body_read.done.addTimeout(TIMEOUT, reactor)
     return Response(response.code, response.headers, data)
+
+
+class _Body(Protocol):
+    """Collects a response body. Twisted's ``readBody`` would do, but it warns (deprecated)
+    when the transport has no ``abortConnection``, which the Agent's responses lack."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.done: Deferred[bytes] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(bytes(self.data))
+        else:
+            self.done.errback(reason)
 
 
 async def post_json(url: str, document: Any) -> Response:

@@ -60,6 +60,13 @@ async def connect(
     """Join ``realm`` at ``address`` ({"kind": "websocket", "url", "host", "port"} or
     {"kind": "rawsocket", "host", "port"} or {"kind": "rawsocket", "path"})."""
     session = ClientSession(ComponentConfig(realm=realm), authid, ticket)
+    return await open_session(session, address, timeout)
+
+
+async def open_session(session: Any, address: dict[str, Any],
+                       timeout: float = DEFAULT_TIMEOUT) -> Any:
+    """Connect ``session`` (whose ``joined`` Deferred fires once it is on its realm) to
+    ``address`` (as for :func:`connect`) and wait until it has joined."""
     if address["kind"] == "websocket":
         factory: Any = WampWebSocketClientFactory(lambda: session, url=address["url"])
     else:
@@ -73,7 +80,9 @@ async def connect(
     return await session.joined.addTimeout(timeout, reactor)
 
 
-async def close(session: ClientSession) -> None:
+async def close(session: Any) -> None:
+    """Leave (or, not joined, disconnect) and wait until the transport has closed; a session
+    of any class with a ``closed`` Deferred."""
     if session.is_attached():
         session.leave()
     elif session._transport is not None:
@@ -136,6 +145,13 @@ class EventLog:
             1 for payload in self.topics(suffix)
             if all(payload.get(k) == v for k, v in fields.items())
         )
+
+
+async def follow(session: ApplicationSession, prefix: str) -> EventLog:
+    """An ``EventLog`` of every event ``session`` receives under the topic ``prefix``."""
+    events = EventLog()
+    await events.subscribe(session, prefix + ".")
+    return events
 
 
 async def poll(condition: Callable[[], bool], timeout: float = DEFAULT_TIMEOUT,

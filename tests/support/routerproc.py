@@ -1,16 +1,14 @@
 """Run the embedded Crossbar.io router (``python -m container.router``) as a child process.
 
-For tests and benchmarks (this is not a test module)::
+Tests start routers through the ``routers`` fixture (a ``Routers``), which stops every one
+it started, by pid, in its teardown::
 
-    router = start_router_process(config, tmp_dir)
-    try:
-        url = router.url("app", "ws")          # ws://127.0.0.1:PORT/ws
-        host, port = router.tcp("app")         # for a rawsocket client
-        path = router.unix_path("mgmt")        # for a rawsocket client on a unix socket
-        router.kill()                          # simulate losing the router ...
-        router.restart()                       # ... and bring it back on the same ports
-    finally:
-        router.stop()
+    router = routers.start(config)            # in a short temporary folder of its own
+    url = router.url("app", "ws")             # ws://127.0.0.1:PORT/ws
+    host, port = router.tcp("app")            # for a rawsocket client
+    path = router.unix_path("mgmt")           # for a rawsocket client on a unix socket
+    router.kill()                             # simulate losing the router ...
+    router.restart()                          # ... and bring it back on the same ports
 
 The ready line is awaited with a deadline by polling the pipe (no fixed sleeps). The router's
 stderr (its log) goes to a file in ``tmp_dir`` so that a chatty router can never block on a
@@ -20,28 +18,27 @@ signalled by its pid and reaped, so nothing outlives the test that started it.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import os
 import select
-import signal
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from container.router.listeners import bind_listeners, pin_ports
+from tests.support.paths import ROOT
+from tests.support.processes import kill, terminate
 
 #: How long the router may take to print its ready line (importing crossbar takes ~2 s).
 READY_TIMEOUT = 30.0
 #: How long a SIGTERM'd router may take to exit before it is killed.
 STOP_TIMEOUT = 15.0
-
-_PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class RouterStartError(RuntimeError):
@@ -93,6 +90,8 @@ class RouterProcess:
         if self.running:
             raise RuntimeError(f"router pid {self.pid} is still running")
         if sockets is None:  # Crossbar.io refuses port 0: bind here and pin the real ports
+            from container.router.listeners import bind_listeners, pin_ports
+
             sockets = bind_listeners(self.config, str(self.tmp_dir))
             self.config = pin_ports(self.config, sockets)
         fd_args = [f"--listen-fd={tid}={sock.fileno()}" for tid, sock in sockets.items()]
@@ -115,7 +114,7 @@ class RouterProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=log,
-                cwd=str(_PROJECT_ROOT),
+                cwd=str(ROOT),
                 env=_child_env(),
             )
         for sock in sockets.values():
@@ -133,22 +132,14 @@ class RouterProcess:
         (None if it was never started). Safe to call twice."""
         if self._popen is None:
             return None
-        if self._popen.poll() is None:
-            _signal(self._popen.pid, signal.SIGTERM)
-            try:
-                self._popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                _signal(self._popen.pid, signal.SIGKILL)
-                self._popen.wait(timeout)
+        terminate(self._popen, timeout)
         return self._reaped()
 
     def kill(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """SIGKILL by pid (a router crash: no clean close, unix socket file left behind)."""
         if self._popen is None:
             return None
-        if self._popen.poll() is None:
-            _signal(self._popen.pid, signal.SIGKILL)
-            self._popen.wait(timeout)
+        kill(self._popen, timeout)
         return self._reaped()
 
     def restart(self, timeout: float = READY_TIMEOUT) -> RouterProcess:
@@ -290,29 +281,47 @@ class RouterProcess:
         return config
 
 
-def start_router_process(
-    config: dict[str, Any],
-    tmp_dir: Path | str,
-    *,
-    timeout: float = READY_TIMEOUT,
-    loglevel: str = "info",
-    sockets: Mapping[str, socket.socket] | None = None,
-) -> RouterProcess:
-    """Write ``config`` into ``tmp_dir``, start the router and wait until it is listening.
+class Routers:
+    """Router processes started for a test (or a module, or the session): each in a folder
+    of its own with a short path (unix socket paths are limited to about 100 bytes), all
+    stopped by pid and their folders removed by ``stop_all``."""
 
-    ``sockets``: pre-bound listeners for some transports (see ``RouterProcess.start``).
-    Raises :class:`RouterStartError` (with the router's stderr) if it exits or stays silent."""
-    return RouterProcess(config, Path(tmp_dir), loglevel=loglevel).start(timeout, sockets)
+    def __init__(self) -> None:
+        self.started: list[RouterProcess] = []
+        self._folders: list[Path] = []
 
+    def folder(self) -> Path:
+        """A new empty folder with a short path, removed by ``stop_all``."""
+        path = Path(tempfile.mkdtemp(prefix="rt-"))
+        self._folders.append(path)
+        return path
 
-def _signal(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):  # already gone (not yet reaped)
-        os.kill(pid, sig)
+    def start(
+        self,
+        config: dict[str, Any],
+        folder: Path | None = None,
+        *,
+        timeout: float = READY_TIMEOUT,
+        sockets: Mapping[str, socket.socket] | None = None,
+    ) -> RouterProcess:
+        """Write ``config`` into ``folder`` (a new one by default), start the router and wait
+        until it is listening. ``sockets``: pre-bound listeners for some transports (see
+        ``RouterProcess.start``). Raises :class:`RouterStartError` (with the router's stderr)
+        if it exits or stays silent."""
+        process = RouterProcess(config, folder or self.folder())
+        self.started.append(process)
+        return process.start(timeout, sockets)
+
+    def stop_all(self) -> None:
+        for process in reversed(self.started):
+            process.stop()
+        for path in self._folders:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _child_env() -> dict[str, str]:
     """The test's environment, with the project importable regardless of the test's cwd."""
     env = dict(os.environ)
-    paths = [str(_PROJECT_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    paths = [str(ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
     env["PYTHONPATH"] = os.pathsep.join(paths)
     return env
