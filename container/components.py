@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import copy
 import json
+import math
+import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
@@ -18,14 +21,26 @@ from typing import Any
 import txaio
 
 from container.policy import RestartPolicy
-from container.transports import TransportSpec, parse_transport
-from container.validation import ConfigWarning, Finding, raise_first, schema_problems
+from container.tls import transport_tls_problems
+from container.transports import TransportSpec, parse_transport, transport_problems
+from container.validation import (
+    ConfigWarning,
+    Finding,
+    JsonPath,
+    raise_first,
+    schema_problems,
+    show_value,
+    wrong_type,
+)
 
 __all__ = [
+    "COMPONENT_ID_RULE",
     "SUPPORTED_AUTHMETHODS",
     "ComponentSpec",
     "build_spec",
+    "component_id_problem",
     "component_problems",
+    "component_value_problems",
     "component_warnings",
     "parse_component",
 ]
@@ -69,7 +84,10 @@ def parse_component(config: Any) -> ComponentSpec:
     key = _spec_key(config)
     spec = _SPECS.get(key) if key is not None else None
     if spec is None:
-        raise_first(component_problems(config), "component configuration")
+        raise_first(component_problems(config))
+    # files are read at every start: one created or mended since the last start counts
+    raise_first(transport_tls_problems(config["transport"]))
+    if spec is None:
         spec = build_spec(config if key is None else copy.deepcopy(config))
         _log_warnings_once(spec.warnings, f"component {config.get('id') or '(no id)'}")
         if key is None:
@@ -151,16 +169,62 @@ def component_problems(config: Any) -> list[Finding]:
     all, per the schema) is left out of the key, so components that differ only in their
     ``extra`` share one verdict too.
     """
+    odd_keys = list(_keys_that_are_not_strings(config))
+    if odd_keys:
+        return odd_keys
     key = _verdict_key(config)
     if key is None:
-        return schema_problems(config, "component")
+        return schema_problems(config, "component") or _value_problems(config)
     verdict = _COMPONENT_VERDICTS.get(key)
     if verdict is None:
-        verdict = schema_problems(config, "component")
+        verdict = schema_problems(config, "component") or _value_problems(config)
         if len(_COMPONENT_VERDICTS) >= _COMPONENT_VERDICTS_MAX:
             _COMPONENT_VERDICTS.clear()
         _COMPONENT_VERDICTS[key] = verdict
     return verdict
+
+
+def component_value_problems(config: Any, base_dir: str | None = None) -> list[Finding]:
+    """What a configuration the schema accepts holds that no start could use (none for one it
+    refuses: its schema problems say what to fix first), TLS files included, relative file
+    names read from ``base_dir``: ``container check`` reports these for a node file."""
+    if schema_problems(config, "component"):
+        return []
+    return [*_value_problems(config), *transport_tls_problems(config["transport"], base_dir)]
+
+
+def _value_problems(config: dict[str, Any]) -> list[Finding]:
+    """What the schema lets through and the worker would trip over (the transport's
+    addresses: :func:`~container.transports.transport_problems`)."""
+    return [*_not_finite(config), *transport_problems(config["transport"])]
+
+
+def _keys_that_are_not_strings(value: Any, path: JsonPath = ()) -> Iterator[Finding]:
+    """CBOR and msgpack carry maps with integer (or other) keys, which no schema rule and no
+    key path expects; ``extra`` is the component's own and may hold them."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                yield Finding(path, f"keys must be strings, got the key {show_value(key)}")
+            elif path or key != "extra":
+                yield from _keys_that_are_not_strings(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _keys_that_are_not_strings(item, (*path, index))
+
+
+def _not_finite(value: Any, path: JsonPath = ()) -> Iterator[Finding]:
+    """NaN and infinity (JSON's ``NaN``, ``Infinity``; CBOR's) pass every bound of a schema,
+    and no timer can be set to them; ``extra`` and ``auth`` are the component's own."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield Finding(path, f"{show_value(value)} is not a finite number")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if path or key not in ("extra", "auth"):
+                yield from _not_finite(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _not_finite(item, (*path, index))
 
 
 def _verdict_key(config: Any) -> str | None:
@@ -209,3 +273,53 @@ def _auth_method_problem(method: str, settings: Any) -> str | None:
         return f"left out, as {problems[0]}; {ignored}"
     return None
 
+
+# --- component ids -------------------------------------------------------------------------
+
+COMPONENT_ID_MAX = 255
+COMPONENT_ID_RULE = (
+    "a component id is 1 to 255 characters, with no whitespace, no control characters and "
+    "no '.' or '#' (it must be valid as one component of a WAMP URI)"
+)
+
+
+def component_id_problem(component_id: Any) -> str | None:
+    """What is wrong with a component id, said with :data:`COMPONENT_ID_RULE`; None if nothing.
+
+    The id names the component in URIs, events, log lines and ``container run``'s output: a
+    newline in it would forge a line there, a '.' would make it two URI components. WAMP's
+    loose URI rule for one component (no whitespace, '.' or '#'), with control characters
+    and an upper length added. The API (every procedure that takes an id) and the node's
+    configuration check use this one rule.
+    """
+    if not isinstance(component_id, str):
+        why = wrong_type(["string"], component_id)
+    elif not component_id:
+        why = "must not be empty"
+    elif len(component_id) > COMPONENT_ID_MAX:
+        why = f"too long: {len(component_id)} characters"
+    else:
+        bad = next((char for char in component_id if _not_in_id(char)), None)
+        if bad is None:
+            return None
+        why = f"invalid value {_shown_id(component_id)}: holds {_describe_char(bad)}"
+    return f"{why}; {COMPONENT_ID_RULE}"
+
+
+def _not_in_id(char: str) -> bool:
+    return char in ".#" or char.isspace() or unicodedata.category(char) == "Cc"
+
+
+def _describe_char(char: str) -> str:
+    if char in ".#":
+        return f"'{char}'"
+    kind = "a control character" if unicodedata.category(char) == "Cc" else "whitespace"
+    return f"{kind} (U+{ord(char):04X})"
+
+
+def _shown_id(component_id: str, limit: int = 40) -> str:
+    """The id quoted, what is not printable escaped (a newline shows as \\n, U+2028 as
+    \\u2028: the message itself must not break a line), cut short if long."""
+    body = "".join(json.dumps(char, ensure_ascii=not char.isprintable())[1:-1]
+                   for char in component_id[:limit])
+    return f'"{body}..."' if len(component_id) > limit else f'"{body}"'

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
-from autobahn.twisted.rawsocket import WampRawSocketClientFactory, WampRawSocketClientProtocol
-from autobahn.twisted.websocket import WampWebSocketClientFactory, WampWebSocketClientProtocol
+from autobahn.twisted.rawsocket import WampRawSocketClientFactory
+from autobahn.twisted.websocket import WampWebSocketClientFactory
 from autobahn.wamp import serializer as wamp_serializers
 from autobahn.wamp.interfaces import ISession
 from twisted.internet import error as net_error
@@ -30,7 +30,9 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 
 from container.errors import CannotConnect, InvalidConfiguration
+from container.tls import client_tls_options
 from container.transports import EndpointSpec, TransportSpec
+from container.undecodable import TolerantRawSocketProtocol, TolerantWebSocketProtocol, tolerant
 
 # The one table from serializer name to autobahn serializer class (each made with no
 # argument), keyed by the names a configuration accepts
@@ -80,7 +82,7 @@ class ClientConnection:
             transport.abortConnection()
 
 
-class _ReportingWebSocketProtocol(WampWebSocketClientProtocol):
+class _ReportingWebSocketProtocol(TolerantWebSocketProtocol):
     def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
         if reason:
             self.factory.connection.close_reason = str(reason)
@@ -93,7 +95,7 @@ class _ReportingWebSocketProtocol(WampWebSocketClientProtocol):
             self.factory.connection.transport_closed(self, reason)
 
 
-class _ReportingRawSocketProtocol(WampRawSocketClientProtocol):
+class _ReportingRawSocketProtocol(TolerantRawSocketProtocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         try:
             super().connectionLost(reason)  # type: ignore[no-untyped-call]
@@ -117,11 +119,11 @@ def _serializer(name: str) -> Any:
     serializer = SERIALIZERS.get(name)
     if serializer is None:
         raise InvalidConfiguration(
-            f"invalid component configuration: transport: the {name!r} serializer is not "
+            f"transport.serializer: the '{name}' serializer is not "
             "available in this Python (for ubjson, install the py-ubjson package)",
             key="transport.serializer",
         )
-    return serializer()
+    return tolerant(serializer(), "this component")
 
 
 def _build_factory(
@@ -148,7 +150,7 @@ def _set_websocket_options(factory: _WebSocketFactory, options: dict[str, Any]) 
         factory.setProtocolOptions(**options)  # type: ignore[no-untyped-call]
     except (TypeError, ValueError, AssertionError) as error:
         raise InvalidConfiguration(
-            f"invalid component configuration: transport.options: {error}",
+            f"transport.options: {error}",
             key="transport.options",
         ) from None
 
@@ -188,10 +190,11 @@ def _string_endpoint(reactor: Any, description: str) -> IStreamClientEndpoint:
     """Crossbar.io's ``twisted`` endpoint: any client endpoint Twisted can parse."""
     try:
         endpoint = clientFromString(reactor, description)  # type: ignore[no-untyped-call]
-    except (ValueError, TypeError, KeyError) as error:
+    except Exception as error:  # whatever Twisted's parser raises: the description is bad
+        why = str(error) or type(error).__name__  # a file named in it may be missing
         raise InvalidConfiguration(
-            f"invalid component configuration: transport.endpoint.client_string: "
-            f"{description!r} is not a Twisted client endpoint description: {error}",
+            f"transport.endpoint.client_string: "
+            f"{description!r} is not a Twisted client endpoint description: {why}",
             key="transport.endpoint.client_string",
         ) from None
     return cast(IStreamClientEndpoint, endpoint)
@@ -203,7 +206,7 @@ def _tor_endpoint(reactor: Any, spec: EndpointSpec) -> IStreamClientEndpoint:
         import txtorcon  # type: ignore[import-untyped]
     except ImportError:
         raise InvalidConfiguration(
-            "invalid component configuration: transport.endpoint: a 'tor' endpoint needs the "
+            "transport.endpoint.type: a 'tor' endpoint needs the "
             "txtorcon package, which is not installed",
             key="transport.endpoint.type",
         ) from None
@@ -213,29 +216,8 @@ def _tor_endpoint(reactor: Any, spec: EndpointSpec) -> IStreamClientEndpoint:
 
 
 def _tls_options(spec: EndpointSpec) -> Any:
-    from twisted.internet import ssl
-
-    tls = spec.tls or {}
-    trust_root = None
-    if tls.get("ca_certificates"):
-        certificates = [
-            ssl.Certificate.loadPEM(_read(path)) for path in tls["ca_certificates"]
-        ]
-        trust_root = ssl.trustRootFromCertificates(  # type: ignore[no-untyped-call]
-            certificates)
-    client_certificate = None
-    if tls.get("certificate") and tls.get("key"):
-        client_certificate = ssl.PrivateCertificate.loadPEM(  # type: ignore[no-untyped-call]
-            _read(tls["certificate"]) + _read(tls["key"])
-        )
-    return ssl.optionsForClientTLS(
-        tls.get("hostname", spec.host), trustRoot=trust_root, clientCertificate=client_certificate
-    )
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as handle:
-        return handle.read()
+    """Checked before a start (``container.tls``); a file gone since is still named here."""
+    return client_tls_options(spec.tls or {}, spec.host)
 
 
 def connect(
@@ -263,13 +245,7 @@ def connect(
         if isinstance(failure.value, CancelledError):
             return failure
         raise CannotConnect(
-            f"cannot connect to {spec.describe()}: {_explain(failure)}",
-            transport=spec.kind,
-            host=spec.endpoint.host or None,
-            port=spec.endpoint.port or None,
-            path=spec.endpoint.path or None,
-            url=spec.url or None,
-        )
+            f"cannot connect to {spec.describe()}: {_explain(failure)}", **spec.address())
 
     return connection, attempt.addCallbacks(connected, failed)
 

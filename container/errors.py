@@ -68,6 +68,13 @@ class ConfigFileUnreadable(InvalidConfiguration):
     """
 
 
+class InvalidArgument(ContainerError):
+    """A call's arguments do not fit the procedure: one is missing, unknown, given twice, or
+    of the wrong type (a flag that is not a boolean). ``argument`` names it, when one is meant."""
+
+    uri = "wamp.error.invalid_argument"
+
+
 class ClassImportFailed(ContainerError):
     """The component's class or callback could not be imported (or reloaded)."""
 

@@ -3,26 +3,39 @@
 A WebSocket or RawSocket transport over a TCP (maybe TLS), unix, Twisted-string or Tor
 endpoint. Crossbar.io's option names are translated to autobahn's here, and every key that
 Crossbar.io accepts but that has no effect on a connecting transport becomes a
-:class:`~container.validation.ConfigWarning` rather than an error.
+:class:`~container.validation.ConfigWarning` rather than an error. What the schema cannot say
+(a URL without a host, port 0, a unix socket path the kernel cannot take) is found by
+:func:`transport_problems`, before anything connects.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import os
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from container.errors import InvalidConfiguration
-from container.validation import ConfigWarning
+from container.validation import ConfigWarning, Finding, JsonPath
 
 __all__ = [
     "COMPONENT_SERIALIZERS",
     "DEFAULT_SERIALIZERS",
+    "UNIX_PATH_MAX",
     "EndpointSpec",
     "TransportSpec",
     "parse_transport",
+    "shown_text",
+    "transport_problems",
 ]
+
+#: The longest unix socket path, in bytes: sun_path holds 108 on Linux, the terminating NUL
+#: included. The one value for a component's transport and the node's listeners alike.
+UNIX_PATH_MAX = 107
 
 #: Every WAMP serializer a component may ask for, by the name Crossbar.io's configuration
 #: uses; the one list of them (the connector keys its serializer classes by these names).
@@ -76,6 +89,14 @@ class TransportSpec:
         if self.kind == "websocket":
             return f"websocket {self.url} ({self.endpoint.describe()})"
         return f"rawsocket {self.serializers[0]} over {self.endpoint.describe()}"
+
+    def address(self) -> dict[str, Any]:
+        """Where it connects, as ``cannot_connect`` names it: the same keys for every
+        transport, None where one does not apply."""
+        endpoint = self.endpoint
+        return {"transport": self.kind, "host": endpoint.host or None,
+                "port": endpoint.port or None, "path": endpoint.path or None,
+                "url": self.url or None}
 
 
 # Crossbar.io's WebSocket option names that act on a connecting transport, and autobahn's
@@ -181,7 +202,7 @@ def _endpoint_from_url(url: str) -> dict[str, Any]:
         port = parts.port or (443 if parts.scheme == "wss" else 80)
     except ValueError as error:
         raise InvalidConfiguration(
-            f"invalid component configuration: transport.url: {error}", key="transport.url"
+            f"transport.url: {error}", key="transport.url"
         ) from None
     endpoint: dict[str, Any] = {"type": "tcp", "host": parts.hostname or "", "port": port}
     if parts.scheme == "wss":
@@ -215,7 +236,7 @@ def _endpoint_from_rawsocket_url(url: str) -> dict[str, Any]:
         port = parts.port or (443 if secure else 80)
     except ValueError as error:
         raise InvalidConfiguration(
-            f"invalid component configuration: transport.url: {error}", key="transport.url"
+            f"transport.url: {error}", key="transport.url"
         ) from None
     endpoint: dict[str, Any] = {"type": "tcp", "host": parts.hostname or "", "port": port}
     if secure:
@@ -262,3 +283,103 @@ def _tls_warnings(tls: dict[str, Any], warnings: list[ConfigWarning]) -> None:
             warnings.append(ConfigWarning(("transport", "endpoint", "tls", given), (
                 f"has no effect without tls.{missing}: no client certificate is presented")))
 
+
+# --- values the schema lets through that no connection could use ----------------------------
+
+
+def transport_problems(transport: Mapping[str, Any]) -> list[Finding]:
+    """What is wrong with a schema-valid transport that the schema cannot say: a URL without
+    a host or with port 0, a host that holds a control character, a unix socket path the
+    kernel cannot take; paths relative to the component. TLS files: :mod:`container.tls`."""
+    at: JsonPath = ("transport",)
+    endpoint = transport.get("endpoint")
+    url = transport.get("url") or ""
+    problems: list[Finding] = []
+    if transport["type"] == "websocket":  # autobahn reads the URL even beside an endpoint
+        problems += _url_problems(url, (*at, "url"), fragment=False)
+    elif endpoint is None:
+        problems += _url_problems(url, (*at, "url"), fragment=True)
+    if endpoint is not None:
+        problems += _endpoint_problems(endpoint, (*at, "endpoint"))
+    return problems
+
+
+def _url_problems(url: str, at: JsonPath, fragment: bool) -> list[Finding]:
+    control = _control_character(url)
+    if control:
+        return [Finding(at, f"{shown_text(url)} holds {control}")]
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        return [Finding(at, f"{shown_text(url)}: {error}")]
+    if parts.hostname == "unix" and parts.scheme in ("rs", "rss"):
+        return _unix_path_problems(_endpoint_from_rawsocket_url(url)["path"], at)
+    if not parts.hostname:
+        return [Finding(at, f"{shown_text(url)} names no host")]
+    if port == 0:
+        return [Finding(at, f"{shown_text(url)}: port 0 is not a port to connect to (1 to 65535)")]
+    if parts.fragment and not fragment:
+        return [Finding(at, f"{shown_text(url)}: a WebSocket URL has no fragment ('#...')")]
+    return _host_problems(parts.hostname, at)
+
+
+def _endpoint_problems(endpoint: Mapping[str, Any], at: JsonPath) -> list[Finding]:
+    if endpoint["type"] == "unix":
+        return _unix_path_problems(endpoint["path"], (*at, "path"))
+    if endpoint["type"] != "tcp":
+        return []
+    host = endpoint["host"]
+    problems = _host_problems(host, (*at, "host"))
+    if not problems and endpoint.get("version") == 6 and _ip_version(host) == 4:
+        problems.append(Finding((*at, "host"), (
+            f"{shown_text(host)} is an IPv4 address, and the endpoint has version 6 (IPv6): "
+            "leave version out, or give an IPv6 address or a host name")))
+    return problems
+
+
+def _host_problems(host: str, at: JsonPath) -> list[Finding]:
+    bad = next((char for char in host if char.isspace() or _is_control(char)), None)
+    if bad is None:
+        return []
+    what = "a control character" if _is_control(bad) else "whitespace"
+    return [Finding(at, f"{shown_text(host)} is not a host name: it holds {what} "
+                        f"(U+{ord(bad):04X})")]
+
+
+def _unix_path_problems(path: str, at: JsonPath) -> list[Finding]:
+    if "\x00" in path[1:]:
+        return [Finding(at, f"{shown_text(path)} holds a NUL character (only an abstract socket "
+                            "name may start with one)")]
+    try:
+        size = len(os.fsencode(path))
+    except UnicodeEncodeError as error:
+        return [Finding(at, f"{shown_text(path)} is not a file name this system can encode: "
+                            f"{error.reason}")]
+    if size > UNIX_PATH_MAX:
+        return [Finding(at, f"{shown_text(path)} is too long for a unix socket "
+                            f"({size} > {UNIX_PATH_MAX} bytes)")]
+    return []
+
+
+def _ip_version(host: str) -> int | None:
+    try:
+        return ipaddress.ip_address(host).version
+    except ValueError:
+        return None
+
+
+def _control_character(text: str) -> str:
+    bad = next((char for char in text if _is_control(char)), None)
+    return "" if bad is None else f"a control character (U+{ord(bad):04X})"
+
+
+def _is_control(char: str) -> bool:
+    return unicodedata.category(char) == "Cc"
+
+
+def shown_text(text: str, limit: int = 120) -> str:
+    """A value quoted, what is not printable escaped (a message is one line), cut if long."""
+    body = "".join(json.dumps(char, ensure_ascii=not char.isprintable())[1:-1]
+                   for char in text[:limit])
+    return f"'{body}...'" if len(text) > limit else f"'{body}'"

@@ -23,11 +23,14 @@ the connection as before.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable
 from typing import Any
 
 import txaio
+from autobahn.twisted.rawsocket import WampRawSocketClientProtocol
+from autobahn.twisted.websocket import WampWebSocketClientProtocol
 from autobahn.wamp import message
 from autobahn.wamp.exception import ProtocolError
 
@@ -116,17 +119,26 @@ def _reason(error: ProtocolError) -> str:
 class TolerantSerializer:
     """A transport's serializer that answers for an undecodable message instead of raising.
 
-    ``send`` is the transport's send (set once the transport is open): an INVOCATION that
-    cannot be decoded is answered through it. Everything else is the wrapped serializer's.
+    ``send`` is the transport's send and ``log`` the session's logger (both set by the
+    protocol once it has them, :func:`bind`): an INVOCATION that cannot be decoded is
+    answered through ``send``. Everything else is the wrapped serializer's.
     """
 
     def __init__(self, inner: Any, describe: Callable[[], str] = lambda: "session") -> None:
         self._inner = inner
         self.send: Callable[[Any], None] | None = None
         self.describe = describe
+        self.log: Any = log
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_inner":  # copy and pickle probe for these
+            raise AttributeError(name)
         return getattr(self._inner, name)
+
+    def __copy__(self) -> TolerantSerializer:
+        """autobahn copies the factory's serializer for each connection (its statistics are
+        per connection): copy the wrapped one, not just the wrapper."""
+        return TolerantSerializer(copy.copy(self._inner), self.describe)
 
     def serialize(self, msg: Any) -> Any:
         return self._inner.serialize(msg)
@@ -149,18 +161,18 @@ class TolerantSerializer:
             return None
         kind = head[0]
         if kind == message.Invocation.MESSAGE_TYPE and self.send is not None:
-            log.warn("{who}: a call could not be decoded and was answered with an error: "
+            self.log.warn("{who}: a call could not be decoded and was answered with an error: "
                      "{reason}", who=self.describe(), reason=reason)
             self.send(message.Error(kind, request, UNDECODABLE_URI,
                                     args=[f"the callee could not decode the call: {reason}"]))
             return []
         if kind in (message.Result.MESSAGE_TYPE, message.Error.MESSAGE_TYPE):
-            log.warn("{who}: the answer to a call could not be decoded: {reason}",
+            self.log.warn("{who}: the answer to a call could not be decoded: {reason}",
                      who=self.describe(), reason=reason)
             return [message.Error(message.Call.MESSAGE_TYPE, request, UNDECODABLE_URI,
                                   args=[f"the answer could not be decoded: {reason}"])]
         if kind == message.Event.MESSAGE_TYPE:
-            log.warn("{who}: an event could not be decoded and was dropped: {reason}",
+            self.log.warn("{who}: an event could not be decoded and was dropped: {reason}",
                      who=self.describe(), reason=reason)
             return []
         return None
@@ -174,3 +186,37 @@ def _request_of(head: list[int]) -> int | None:
     if len(head) == 3 and head[1] == message.Call.MESSAGE_TYPE:
         return head[2]
     return None
+
+
+def bind(protocol: Any) -> None:
+    """Give a connection's tolerant serializer the connection's ``send`` and, for a hosted
+    component, its tagged logger (so a warning names the component)."""
+    serializer = getattr(protocol, "_serializer", None)
+    if isinstance(serializer, TolerantSerializer) and serializer.send is None:
+        serializer.send = protocol.send
+        run = getattr(protocol._session, "_container_run", None)
+        if run is not None:
+            serializer.log = run.log
+            serializer.describe = lambda: "this component"
+
+
+class TolerantWebSocketProtocol(WampWebSocketClientProtocol):
+    """WAMP over WebSocket, answering for a message that cannot be decoded (module doc)."""
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        bind(self)
+        super().onMessage(payload, isBinary)
+
+
+class TolerantRawSocketProtocol(WampRawSocketClientProtocol):
+    """WAMP over RawSocket, answering for a message that cannot be decoded (module doc)."""
+
+    def stringReceived(self, payload: bytes) -> None:
+        bind(self)
+        super().stringReceived(payload)  # type: ignore[no-untyped-call]
+
+
+def tolerant(serializer: Any, describe: str) -> TolerantSerializer:
+    """``serializer`` (an autobahn WAMP serializer instance) wrapped for a connection of
+    ``describe`` (e.g. "the management session")."""
+    return TolerantSerializer(serializer, lambda: describe)

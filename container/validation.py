@@ -46,6 +46,7 @@ __all__ = [
     "schema_validator",
     "show_value",
     "translate_errors",
+    "wrong_type",
 ]
 
 KeyPath = Sequence[str | int]
@@ -82,9 +83,16 @@ class Finding:
     path: JsonPath
     message: str
     at_key: bool = False
+    missing: str | None = None  # a required key that is not there (``path`` is its object)
 
     def __str__(self) -> str:
         return f"{format_key_path(self.path)}: {self.message}"
+
+    @property
+    def key_path(self) -> JsonPath:
+        """The key the finding is about: its path, or for a missing key, that key's own path
+        (what a form highlights)."""
+        return self.path if self.missing is None else (*self.path, self.missing)
 
 
 @dataclass(frozen=True)
@@ -96,16 +104,24 @@ class ConfigWarning(Finding):
         return ConfigWarning((*prefix, *self.path), self.message)
 
 
-def raise_first(findings: Sequence[Finding], what: str) -> None:
+def raise_first(findings: Sequence[Finding], what: str | None = None) -> None:
     """Raise :class:`InvalidConfiguration` if there are findings: the message says the first
-    (a caller of the management API reads one line), ``problems`` lists them all."""
+    (a caller of the management API reads one line), ``problems`` lists them all.
+
+    The message, and each of ``problems``, starts with the key path (for a missing key the
+    key itself: ``key``), so a client can show it beside the field:
+    ``transport.endpoint.port: wrong type: ...``. On a command line, ``what`` (``container
+    options``) says first which document is meant.
+    """
     if findings:
         first = findings[0]
+        key = format_key_path(first.key_path)
         more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
         raise InvalidConfiguration(
-            f"invalid {what}: {first}{more}",
-            key=format_key_path(first.path),
-            problems=[str(finding) for finding in findings],
+            f"{f'invalid {what}: ' if what else ''}{key}: {first.message}{more}",
+            key=key,
+            problems=[f"{format_key_path(finding.key_path)}: {finding.message}"
+                      for finding in findings],
         )
 
 
@@ -145,7 +161,13 @@ def schema_problems(instance: Any, definition: str) -> list[Finding]:
     """
     validator = schema_validator(f"{COMPONENT_SCHEMA_ID}#/$defs/{definition}")
     findings = translate_errors(validator.iter_errors(instance))
-    return sorted(findings, key=lambda finding: (len(finding.path), finding.message))
+    return sorted(findings, key=_outermost_first)
+
+
+def _outermost_first(finding: Finding) -> tuple[int, bool, str]:
+    """Shortest key path first; at one depth an unknown key before a missing one, as a
+    misspelt key (``clasname``) is both, and its close-match suggestion is what helps."""
+    return len(finding.key_path), not finding.at_key, finding.message
 
 
 # --- one wording of what a schema refuses -------------------------------------------------
@@ -218,6 +240,9 @@ def _translate(error: ValidationError) -> list[Finding]:
         return [Finding(path, f"needs one of the keys {named}")]
     if validator in ("oneOf", "anyOf") and error.context:
         return _translate_alternatives(error)
+    if validator == "required":
+        missing = [key for key in error.validator_value if key not in error.instance]
+        return [Finding(path, f"missing required key '{key}'", missing=key) for key in missing]
     return [Finding(path, _message(error))]
 
 
@@ -249,7 +274,7 @@ def _translate_alternatives(error: ValidationError) -> list[Finding]:
     context = error.context or []
     if all(sub.validator == "type" and not sub.relative_path for sub in context):
         types = [name for sub in context for name in _as_list(sub.validator_value)]
-        return [Finding(tuple(error.absolute_path), _wrong_type(types, error.instance))]
+        return [Finding(tuple(error.absolute_path), wrong_type(types, error.instance))]
     fitting = _alternatives_of_right_type(context)
     if fitting:
         return [finding for sub in fitting for finding in _translate(sub)]
@@ -277,11 +302,8 @@ def _alternatives_of_right_type(context: list[ValidationError]) -> list[Validati
 def _message(error: ValidationError) -> str:
     value, limit = error.instance, error.validator_value
     match error.validator:
-        case "required":
-            missing = [key for key in limit if key not in value]
-            return "; ".join(f"missing required key '{key}'" for key in missing)
         case "type":
-            return _wrong_type(_as_list(limit), value)
+            return wrong_type(_as_list(limit), value)
         case "enum":
             return _invalid_choice(value, limit)
         case "const":
@@ -316,7 +338,9 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _json_type(value: Any) -> str:
-    return next(name for kind, name in _JSON_TYPES if isinstance(value, kind))
+    # bytes (CBOR, msgpack) and the like have no JSON type: named as Python has them
+    return next((name for kind, name in _JSON_TYPES if isinstance(value, kind)),
+                type(value).__name__)
 
 
 def show_value(value: Any) -> str:
@@ -328,9 +352,10 @@ def show_value(value: Any) -> str:
     return json.dumps(value)
 
 
-def _wrong_type(expected: list[str], value: Any) -> str:
+def wrong_type(expected: list[str], value: Any) -> str:
     got = _json_type(value)
-    shown = "" if isinstance(value, dict | list) else f" {show_value(value)}"
+    plain = isinstance(value, str | int | float)  # bool too; null and containers say no more
+    shown = f" {show_value(value)}" if plain else ""
     return f"wrong type: expected {' or '.join(expected)}, got {got}{shown}"
 
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 from tests.support.paths import ROOT, TESTS
 
 PACKAGE = ROOT / "container"

@@ -28,6 +28,7 @@ from container.connector import SERIALIZERS, build_endpoint
 from container.deferreds import log_failure, share
 from container.errors import CannotConnect, InvalidConfiguration
 from container.management import REFUSALS, Credentials, ManagementAddress
+from container.undecodable import TolerantRawSocketProtocol, TolerantWebSocketProtocol, tolerant
 
 log = Logger()
 
@@ -67,12 +68,14 @@ def client_factory(
     make = SERIALIZERS.get(serializer)
     if make is None:
         raise InvalidConfiguration(f"the {serializer!r} serializer is not available here")
-    instance = make()
+    instance = tolerant(make(), "the management session")
     if address.kind == "websocket":
         factory: Any = WampWebSocketClientFactory(make_session, url=address.url,
                                                   serializers=[instance])
+        factory.protocol = TolerantWebSocketProtocol
     else:
         factory = WampRawSocketClientFactory(make_session, serializer=instance)
+        factory.protocol = TolerantRawSocketProtocol
     factory.noisy = False
     return factory
 

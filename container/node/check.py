@@ -68,11 +68,14 @@ def _plan_problem(config: NodeConfig) -> str | None:
 
 
 def _summary(config: NodeConfig) -> str:
-    """What the node would run; proxies and guests are named only when there are some, so
-    the line of a plain router-and-containers node reads as it always did."""
+    """What the node would run; proxies, guests and components inside routers are named only
+    when there are some, so the line of a plain router-and-containers node reads as it always
+    did."""
     proxies = sum(worker.type == "proxy" for worker in config.routers)
+    embedded = sum(len(worker.config.get("components") or ()) for worker in config.routers)
     parts = [
         _count(len(config.routers) - proxies, "router"),
+        _count(embedded, "router component") if embedded else "",
         _count(proxies, "proxy", "proxies") if proxies else "",
         _count(len(config.containers), "container"),
         _count(len(config.guests), "guest") if config.guests else "",

@@ -25,8 +25,14 @@ from typing import Any
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
 
+from container.components import component_value_problems
 from container.errors import ConfigFileUnreadable, NodeConfigError
-from container.node.ids import dict_items, duplicate_id_findings, number_like_crossbar
+from container.node.ids import (
+    component_id_findings,
+    dict_items,
+    duplicate_id_findings,
+    number_like_crossbar,
+)
 from container.options import container_options_problems, container_worker_warnings, worker_disabled
 from container.positions import Problem, SourceMap, line_starts, locate
 from container.router.check import crossbar_findings
@@ -125,16 +131,31 @@ def _worker_type_finding(error: ValidationError) -> Finding | None:
     return Finding(path, f"unknown worker type {show_value(value)} (supported: {valid})")
 
 
-def code_findings(document: Any) -> list[Finding]:
-    """Unique worker ids (node-wide) and component ids (per container), container options."""
+def code_findings(document: Any, base_dir: str | None = None) -> list[Finding]:
+    """Unique worker ids (node-wide) and component ids (per container), component ids the
+    API accepts, container options, component values no start could use (TLS files read
+    from ``base_dir``, the node directory)."""
     if not isinstance(document, dict):
         return []
     workers = list(dict_items(document.get("workers")))
-    findings = duplicate_id_findings(workers)
+    findings = duplicate_id_findings(workers) + component_id_findings(workers)
     for index, worker in workers:
         if worker.get("type") == "container":
             findings += _options_findings(index, worker.get("options"))
+            findings += _component_value_findings(index, worker, base_dir)
     return findings
+
+
+def _component_value_findings(
+    index: int, worker: dict[str, Any], base_dir: str | None
+) -> list[Finding]:
+    """What the worker would refuse at start in a component the schema accepts (a missing
+    TLS file, a URL without a host, ...): :func:`container.components.component_value_problems`."""
+    return [
+        Finding(("workers", index, "components", position, *problem.path), problem.message)
+        for position, component in dict_items(worker.get("components"))
+        for problem in component_value_problems(component, base_dir)
+    ]
 
 
 def _options_findings(index: int, options: Any) -> list[Finding]:
@@ -167,7 +188,8 @@ def check_document(
     wrong shape could crash it). The node passes False: its router processes run that check.
     """
     schema = schema_findings(document)
-    findings = [*_duplicate_key_findings(source), *schema, *code_findings(document)]
+    base_dir = os.path.dirname(os.path.abspath(file))
+    findings = [*_duplicate_key_findings(source), *schema, *code_findings(document, base_dir)]
     if crossbar and not _outside_containers(schema, document):
         findings += _crossbar_findings(document)
     unique = dict.fromkeys(findings)

@@ -11,9 +11,10 @@ import copy
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from container.components import component_id_problem
 from container.validation import Finding, JsonPath, format_key_path
 
-__all__ = ["dict_items", "duplicate_id_findings", "number_like_crossbar"]
+__all__ = ["component_id_findings", "dict_items", "duplicate_id_findings", "number_like_crossbar"]
 
 
 def number_like_crossbar(document: dict[str, Any]) -> dict[str, Any]:
@@ -65,6 +66,24 @@ def duplicate_id_findings(workers: list[tuple[int, dict[str, Any]]]) -> list[Fin
     for index, worker in workers:
         if worker.get("type") == "container":
             findings += _duplicate_component_ids(index, worker, numbered)
+    return findings
+
+
+def component_id_findings(workers: list[tuple[int, dict[str, Any]]]) -> list[Finding]:
+    """The configured ids of container components that the management API would refuse
+    (:func:`~container.components.component_id_problem`): found by ``container check``,
+    not by a start that fails once the node runs. A generated id always passes; an id that
+    is not a non-empty string is the schema's to report."""
+    findings = []
+    for index, worker in workers:
+        if worker.get("type") != "container":
+            continue
+        for number, component in dict_items(worker.get("components")):
+            ident = component.get("id")
+            problem = component_id_problem(ident) if isinstance(ident, str) and ident else None
+            if problem is not None:
+                path = ("workers", index, "components", number, "id")
+                findings.append(Finding(path, problem))
     return findings
 
 

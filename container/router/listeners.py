@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from container.errors import InvalidConfiguration
+from container.transports import UNIX_PATH_MAX
 from container.validation import format_key_path
 
 __all__ = [
@@ -38,8 +39,6 @@ __all__ = [
 #: Accept-queue depth when a configuration gives none. Crossbar.io's default of 50 overflows
 #: when hundreds of components connect at once (the kernel then drops SYNs and clients stall).
 DEFAULT_BACKLOG = 1024
-#: sun_path holds 108 bytes on Linux, the terminating NUL included.
-UNIX_PATH_MAX = 107
 
 _CROSSBAR_ONLY = ("shared", "user_timeout", "portrange", "tls")
 

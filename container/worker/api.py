@@ -8,8 +8,10 @@ payloads are listed in ``docs/management-api.md``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+import inspect
+import json
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Protocol, cast
 
 import txaio
 from autobahn.wamp.exception import ApplicationError
@@ -17,14 +19,22 @@ from autobahn.wamp.types import CallDetails, PublishOptions, RegisterOptions
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.python.failure import Failure
 
-from container.components import ComponentSpec, parse_component
-from container.errors import ContainerError, InvalidConfiguration
+from container.components import ComponentSpec, component_id_problem, parse_component
+from container.errors import ContainerError, InvalidArgument, InvalidConfiguration
+from container.validation import wrong_type
+from container.worker.outcome import describe_error
 from container.worker.supervisor import Supervisor
 
 log = txaio.make_logger()
 
 # the procedures that report who called them; the others skip autobahn's CallDetails
-WANTS_CALLER = frozenset({"stop_component", "restart_component"})
+WANTS_CALLER = frozenset({"stop_component", "restart_component", "shutdown"})
+
+
+class Shutdown(Protocol):
+    """The worker's shutdown: stops every component, returns their ids."""
+
+    def __call__(self, reason: str = ..., *, caller: Any = None) -> Awaitable[list[str]]: ...
 
 
 def _as_application_error(error: ContainerError) -> ApplicationError:
@@ -42,12 +52,19 @@ def _caller(details: CallDetails | None) -> dict[str, Any] | None:
 
 
 def _require_id(component_id: Any) -> str:
-    if not isinstance(component_id, str) or not component_id:
-        raise InvalidConfiguration(
-            f"component_id: must be a non-empty string, got {component_id!r}",
-            key="component_id",
-        )
-    return component_id
+    """The id, if it is one (:func:`~container.components.component_id_problem`)."""
+    problem = component_id_problem(component_id)
+    if problem is not None:
+        raise InvalidConfiguration(f"component_id: {problem}", key="component_id")
+    return cast(str, component_id)
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A flag, which must be a real boolean: to Python, ``"false"``, ``"no"`` and ``1`` are
+    all true, and a client in another language that sent them meant something else."""
+    if isinstance(value, bool):
+        return value
+    raise InvalidArgument(f"{name}: {wrong_type(['boolean'], value)}", argument=name)
 
 
 class ManagementApi:
@@ -58,7 +75,7 @@ class ManagementApi:
         supervisor: Supervisor,
         worker_id: str,
         prefix: str,
-        shutdown: Callable[[str], Awaitable[list[str]]],
+        shutdown: Shutdown,
     ) -> None:
         self.supervisor = supervisor
         self.worker_id = worker_id
@@ -89,7 +106,7 @@ class ManagementApi:
         self.session = session
         registrations = [
             session.register(
-                _guarded(procedure), f"{self.prefix}.{name}",
+                _guarded(name, procedure), f"{self.prefix}.{name}",
                 options=RegisterOptions(details_arg="details") if name in WANTS_CALLER else None,
             )
             for name, procedure in self.procedures().items()
@@ -118,12 +135,12 @@ class ManagementApi:
                 uri, event, options=PublishOptions(acknowledge=acknowledge, exclude_me=False)
             )
         except Exception as error:
-            log.warn("publishing {uri} failed: {error}", uri=uri, error=_describe(error))
+            log.warn("publishing {uri} failed: {error}", uri=uri, error=describe_error(error))
             return
         if published is not None:
             published.addErrback(
                 lambda failure: log.warn("publishing {uri} failed: {error}", uri=uri,
-                                         error=_describe(failure.value))
+                                         error=describe_error(failure.value))
             )
 
     # -- procedures -----------------------------------------------------------------------
@@ -139,11 +156,11 @@ class ManagementApi:
         wait_for_router: bool = False,
     ) -> Coroutine[Any, Any, dict[str, Any]]:
         component_id = _require_id(component_id)
+        reload_modules = _flag("reload_modules", reload_modules)
+        wait_for_router = _flag("wait_for_router", wait_for_router)
         spec = parse_component(config)
         _release(config, spec)
-        return self.supervisor.start(
-            component_id, spec, bool(reload_modules), bool(wait_for_router)
-        )
+        return self.supervisor.start(component_id, spec, reload_modules, wait_for_router)
 
     def stop_component(
         self, component_id: str, details: CallDetails | None = None
@@ -154,34 +171,44 @@ class ManagementApi:
         self, component_id: str, reload_modules: bool = False, details: CallDetails | None = None
     ) -> Coroutine[Any, Any, dict[str, Any]]:
         return self.supervisor.restart(
-            _require_id(component_id), bool(reload_modules), _caller(details)
+            _require_id(component_id), _flag("reload_modules", reload_modules), _caller(details)
         )
 
     def get_component(self, component_id: str) -> dict[str, Any]:
         return self.supervisor.get(_require_id(component_id))
 
     def get_components(self, full: bool = False) -> list[Any]:
-        return self.supervisor.list(full=bool(full))
+        return self.supervisor.list(full=_flag("full", full))
 
     def get_status(self) -> dict[str, Any]:
         return {"id": self.worker_id, "prefix": self.prefix, **self.supervisor.status()}
 
-    def shutdown(self) -> Awaitable[list[str]]:
-        return self._shutdown("requested")
+    def shutdown(self, details: CallDetails | None = None) -> Awaitable[list[str]]:
+        return self._shutdown("requested", caller=_caller(details))
 
 
-def _guarded(procedure: Callable[..., Any]) -> Callable[..., Deferred[Any]]:
+def _guarded(name: str, procedure: Callable[..., Any]) -> Callable[..., Deferred[Any]]:
     """Run a procedure for autobahn: a ``ContainerError`` becomes its ``ApplicationError``,
-    arguments that do not fit the signature become ``wamp.error.invalid_argument``."""
+    arguments that do not fit the signature become ``wamp.error.invalid_argument``.
+
+    The arguments are fitted to the procedure's public parameters (not autobahn's
+    ``details``) before it runs, and a mismatch is said in the API's own words: Python's
+    would count its hidden ``self`` and speak of keyword arguments a client never sent.
+    """
+    wants_caller = name in WANTS_CALLER
+    parameters = [parameter for parameter in inspect.signature(procedure).parameters.values()
+                  if parameter.name != "details"]
+    usage = _usage(name, parameters)
 
     def call(*args: Any, **kwargs: Any) -> Deferred[Any]:
+        details = kwargs.pop("details", None) if wants_caller else None
         try:
+            _fit(usage, parameters, args, kwargs)
+            if wants_caller:
+                kwargs["details"] = details
             answer = procedure(*args, **kwargs)
         except ContainerError as error:
             return fail(_as_application_error(error))
-        except TypeError as error:
-            return fail(ApplicationError("wamp.error.invalid_argument",
-                                         f"invalid arguments: {error}"))
         if isinstance(answer, Coroutine):
             answer = Deferred.fromCoroutine(answer)
         elif not isinstance(answer, Deferred):
@@ -189,6 +216,46 @@ def _guarded(procedure: Callable[..., Any]) -> Callable[..., Deferred[Any]]:
         return answer.addErrback(_translate)
 
     return call
+
+
+def _usage(name: str, parameters: Sequence[inspect.Parameter]) -> str:
+    """``start_component(component_id, config, reload_modules=false, ...)``: the procedure
+    as a client calls it (defaults as JSON)."""
+    shown = [parameter.name if parameter.default is parameter.empty
+             else f"{parameter.name}={json.dumps(parameter.default)}"
+             for parameter in parameters]
+    return f"{name}({', '.join(shown)})"
+
+
+def _fit(
+    usage: str, parameters: Sequence[inspect.Parameter], args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
+    """Raise :class:`InvalidArgument` if the call's arguments do not fit ``parameters``."""
+    names = [parameter.name for parameter in parameters]
+    by_position = names[: len(args)]
+    unknown = [key for key in kwargs if key not in names]
+    twice = [key for key in kwargs if key in by_position]
+    missing = [parameter.name for parameter in parameters if parameter.default is
+               parameter.empty and parameter.name not in by_position and parameter.name
+               not in kwargs]
+    argument = None
+    if len(args) > len(names):
+        counted = f"{len(names)} positional argument{'' if len(names) == 1 else 's'}"
+        problem = (f"takes at most {counted}" if names else "takes no positional arguments")
+        problem += f", got {len(args)}"
+    elif unknown:
+        argument = unknown[0]
+        problem = f"no argument named '{argument}'"
+    elif twice:
+        argument = twice[0]
+        problem = f"argument '{argument}' given twice (by position and by name)"
+    elif missing:
+        argument = missing[0]
+        problem = f"missing argument '{argument}'"
+    else:
+        return
+    raise InvalidArgument(f"{usage}: {problem}", argument=argument)
 
 
 def _translate(failure: Failure) -> Failure:
@@ -210,9 +277,3 @@ def _release(config: Any, spec: ComponentSpec) -> None:
     if isinstance(config, dict) and spec.raw is not config:
         config.clear()
 
-
-def _describe(error: BaseException) -> str:
-    """A one-line account of a failed publication (an ``ApplicationError`` prints as '')."""
-    if isinstance(error, ApplicationError):
-        return f"{error.error}: {error.error_message() or ''}".rstrip(": ")
-    return f"{type(error).__name__}: {error}"

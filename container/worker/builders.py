@@ -20,7 +20,7 @@ from autobahn.wamp.types import ComponentConfig, SessionDetails
 from twisted.internet.defer import Deferred, maybeDeferred
 
 from container.components import ComponentSpec
-from container.worker.loader import load_callbacks, load_class_component
+from container.worker.loader import describe_object, load_callbacks, load_class_component
 from container.worker.session import FunctionSession, SupervisedSession, supervised_class
 
 SessionBuilder = Callable[[ComponentConfig], ApplicationSession]
@@ -72,8 +72,8 @@ def _supervised_session(factory: Any, config: ComponentConfig) -> ApplicationSes
         return cast(ApplicationSession, supervised_class(factory)(config))
     session = factory(config)
     if not isinstance(session, protocol.ApplicationSession):
-        raise TypeError(f"the session factory {factory!r} returned {session!r}, which is not "
-                        "an autobahn ApplicationSession")
+        raise TypeError(f"the session factory, {describe_object(factory)}, returned "
+                        f"{describe_object(session)}, which is not an autobahn ApplicationSession")
     if not isinstance(session, SupervisedSession):
         session.__class__ = supervised_class(type(session))
     return cast(ApplicationSession, session)

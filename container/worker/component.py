@@ -104,14 +104,14 @@ class HostedComponent:
     # one record per hosted component, thousands per worker: no per-instance dict
     __slots__ = (
         "_hosting", "attempt", "builder", "gave_up", "id", "last_error", "log",
-        "next_restart_at", "pending_restart", "ready_by", "realm", "restart_delay",
+        "next_restart_at", "pending_restart", "ready_by", "realm", "reloaded", "restart_delay",
         "restarts", "run", "running_since", "session_id", "spec", "started_wall", "state",
         "stop_caller", "stop_message", "stop_reason", "stopping", "window",
     )
 
     def __init__(
         self, component_id: str, spec: ComponentSpec, builder: SessionBuilder,
-        hosting: Hosting, restarts: int = 0,
+        hosting: Hosting, restarts: int = 0, reloaded: tuple[str, ...] = (),
     ) -> None:
         self.id = component_id
         self.spec = spec
@@ -132,6 +132,7 @@ class HostedComponent:
         self.session_id: int | None = None
         self.realm: str | None = None
         self.ready_by: str | None = None  # how the current session became ready
+        self.reloaded = reloaded  # the modules reloaded for this start (none for a restart)
         self.gave_up = False
         self.stopping: Deferred[Any] | None = None  # the requested stop under way
         self.stop_caller: Any = None
@@ -285,6 +286,7 @@ class HostedComponent:
         log_failure(self.pending_restart, self.log, "restarting")
 
     def _restart_now(self) -> None:
+        self.reloaded = ()
         self.begin_attempt()
         attempt = Deferred.fromCoroutine(self.launch())
         attempt.addErrback(self._attempt_failed)

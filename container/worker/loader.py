@@ -10,6 +10,7 @@ half-replaced code.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -133,12 +134,34 @@ def load_class_component(classname: str) -> Any:
 
 def _not_a_session(classname: str, candidate: Any) -> ClassImportFailed:
     return ClassImportFailed(
-        f"'{classname}' is not a session class: it is {candidate!r}, which is neither a "
+        f"'{classname}' is not a session class: it is {describe_object(candidate)}, which is "
+        "neither a "
         "subclass of autobahn's ApplicationSession (autobahn.twisted.wamp.ApplicationSession "
         "or autobahn.twisted.wamp.Session) nor an autobahn.twisted.component.Component or "
         "autobahn.twisted.wamp.Application object",
         pythonpath=list(sys.path),
     )
+
+
+def describe_object(value: Any) -> str:
+    """What a name points to, in words: a repr would show a function's memory address."""
+    if inspect.isclass(value):
+        return f"a class ({value.__module__}.{value.__qualname__})"
+    if inspect.isroutine(value):
+        module = getattr(value, "__module__", None)
+        name = getattr(value, "__qualname__", None) or getattr(value, "__name__", "?")
+        return f"a function ({module}.{name})" if module else f"a function ({name})"
+    if inspect.ismodule(value):
+        return f"a module ({value.__name__})"
+    if value is None:
+        return "None"
+    for plain, words in ((bool, "a boolean"), (int, "an integer"), (float, "a number"),
+                         (str, "a string")):
+        if type(value) is plain:
+            shown = f"'{value[:40]}'" if isinstance(value, str) else str(value)
+            return f"{words} ({shown})"
+    kind = type(value)
+    return f"an instance of {kind.__module__}.{kind.__qualname__}"
 
 
 def load_callbacks(callbacks: dict[str, str]) -> dict[str, Callable[..., Any]]:

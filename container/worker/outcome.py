@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import CloseDetails
 
 from container.components import ComponentSpec
@@ -49,6 +50,15 @@ def start_cancelled() -> StartCancelled:
     return StartCancelled("the start was cancelled by a stop request")
 
 
+def describe_error(error: BaseException) -> str:
+    """An exception in a caller's words: ``uri: message`` for a WAMP error (whose ``str`` is
+    a repr of every field), ``Type: message`` for any other."""
+    if isinstance(error, ApplicationError):
+        text = " ".join(str(arg) for arg in error.args)
+        return f"{error.error}: {text}" if text else str(error.error)
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
 def describe_exit(error: SystemExit) -> str:
     return f"SystemExit({error.code!r})" if error.code is not None else "SystemExit"
 
@@ -82,8 +92,7 @@ def handshake_refused(transport: TransportSpec, why: str) -> CannotConnect:
     return CannotConnect(
         f"cannot connect to {transport.describe()}: the router closed the connection during "
         f"the opening handshake{': ' + why if why else ''}",
-        transport=transport.kind,
-        url=transport.url or None,
+        **transport.address(),
     )
 
 

@@ -267,9 +267,11 @@ class Worker:
                     worker=self.settings.worker_id, why=why)
 
     async def shutdown(
-        self, reason: str = "requested", exit_code: int = ExitCode.OK, why: str = ""
+        self, reason: str = "requested", exit_code: int = ExitCode.OK, why: str = "",
+        caller: Any = None,
     ) -> list[str]:
-        """Stop every component, then (after the caller got its answer) leave and exit."""
+        """Stop every component, then (after the caller got its answer) leave and exit.
+        ``caller`` (of the ``shutdown`` procedure) is named in the components' stop events."""
         if self._stopped_ids is not None:
             stopped_before: list[str] = await share(self._stopped_ids)
             return stopped_before
@@ -277,7 +279,7 @@ class Worker:
         self.checkpoint.halt()
         if self.watcher is not None:
             self.watcher.stop()
-        self._stopped_ids = Deferred.fromCoroutine(self.supervisor.shutdown())
+        self._stopped_ids = Deferred.fromCoroutine(self.supervisor.shutdown(caller))
         stopped: list[str] = await share(self._stopped_ids)
         if reason == "policy":
             self.checkpoint.write()

@@ -61,7 +61,8 @@ def record(component: HostedComponent) -> dict[str, Any]:
 
 
 def started_info(component: HostedComponent) -> dict[str, Any]:
-    """What ``start_component`` returns once the component is ready."""
+    """What ``start_component`` returns once the component is ready (``on_component_start``
+    says the same, and more)."""
     return {
         "id": component.id,
         "config": shown_config(component.spec.raw),
@@ -71,6 +72,7 @@ def started_info(component: HostedComponent) -> dict[str, Any]:
         "state": component.state.value,
         "phase": component.phase(),
         "ready_by": component.ready_by,
+        "reloaded": list(component.reloaded),
     }
 
 

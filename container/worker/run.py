@@ -30,6 +30,7 @@ from container.worker.outcome import (
     READY_BY_CALL,
     READY_BY_GRACE,
     READY_BY_ONJOIN,
+    describe_error,
     describe_exit,
 )
 from container.worker.run_base import EndListener, RunBase
@@ -185,9 +186,8 @@ class SessionRun(RunBase):
 
     def _join_crashed(self, where: str, error: BaseException | None) -> None:
         self._join_failed = True
-        self.log.error("{where} raised {error_type}: {error}", where=where,
-                       error_type=type(error).__name__, error=error)
-        text = f"{where} raised {type(error).__name__}: {error}"
+        text = f"{where} raised {describe_error(error) if error is not None else 'an error'}"
+        self.log.error("{problem}", problem=text)
         if self._ready_reached:
             self._crash = text
             self._close_session("crossbar.error.component_failed", text)
@@ -197,4 +197,4 @@ class SessionRun(RunBase):
 
 
 def _name(handler: Any) -> str:
-    return getattr(handler, "__qualname__", None) or repr(handler)
+    return getattr(handler, "__qualname__", None) or type(handler).__name__

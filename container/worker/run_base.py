@@ -115,7 +115,7 @@ class RunBase:
             return self._build(self._component_config)
         except (Exception, SystemExit) as error:
             raise ComponentStartFailed(
-                f"component constructor raised {type(error).__name__}: {error}",
+                f"component constructor raised {outcome.describe_error(error)}",
                 cause="constructor",
             ) from None
         finally:

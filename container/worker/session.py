@@ -18,6 +18,7 @@ from autobahn.wamp import auth as wamp_auth
 from autobahn.wamp import protocol
 from autobahn.wamp.types import CloseDetails, ComponentConfig, SessionDetails
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.python.failure import Failure
 
 from container.components import ComponentSpec
 from container.context import _running
@@ -102,13 +103,15 @@ class SupervisedSession:
         return self._container_base().leave(reason, message)
 
     def onLeave(self, details: CloseDetails) -> Any:
-        self._container_run.left(details)
+        run = self._container_run
+        run.left(details)
         result: Deferred[Any] = maybeDeferred(self._container_base().onLeave, details)
         session: Any = self
 
         def disconnect(outcome: object) -> None:
             session.disconnect()
 
+        result.addErrback(_log_handler_failure, run.log, "onLeave")
         result.addBoth(disconnect)
         return result
 
@@ -118,7 +121,15 @@ class SupervisedSession:
         if isinstance(error, SystemExit):
             self._container_run.component_exit(f"a handler raised {describe_exit(error)}")
             return
-        self._container_base().onUserError(fail, msg)
+        _log_handler_failure(fail, self._container_run.log, msg)
+
+
+def _log_handler_failure(failure: Failure, log: Any, where: str) -> None:
+    """A user handler (``onLeave``, a ``leave`` or ``disconnect`` observer, ...) raised: say
+    so with the component's id (``log`` is its tagged logger), the error and the traceback."""
+    log.error("{where} raised {error_type}: {error}\n{traceback}", where=where,
+              error_type=type(failure.value).__name__, error=failure.value,
+              traceback=failure.getTraceback())
 
 
 def _join_arguments(spec: ComponentSpec) -> tuple[str | None, str | None, list[str]]:

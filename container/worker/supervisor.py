@@ -14,7 +14,7 @@ import builtins
 import copy
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, cast
 
@@ -87,6 +87,7 @@ class Supervisor:
         reload_modules: bool = False,
         wait_for_router: bool = False,
         restarts: int = 0,
+        reloaded: Sequence[str] = (),
     ) -> dict[str, Any]:
         """Start a component; returns once it is ready (joined, and onJoin finished, or it
         said it is ready, or its onJoin kept running for the ready grace period).
@@ -100,10 +101,11 @@ class Supervisor:
         if self.shutting_down:
             raise ShuttingDown("the worker is shutting down and starts no components")
         self._refuse_duplicate(component_id)
-        reloaded = self.reloader.reload_changed() if reload_modules else []
+        if reload_modules:
+            reloaded = (*reloaded, *self.reloader.reload_changed())
         builder = self._load_builder(spec)
         self.reloader.track()
-        component = self._register(component_id, spec, builder, restarts)
+        component = self._register(component_id, spec, builder, restarts, tuple(reloaded))
         try:
             if wait_for_router:
                 await self._start_waiting_for_router(component)
@@ -118,7 +120,7 @@ class Supervisor:
         except BaseException:
             self._discard_failed_start(component)
             raise
-        return {**reports.started_info(component), "reloaded": reloaded}
+        return reports.started_info(component)
 
     async def _abandon_start(self, component: HostedComponent) -> None:
         """Stop a start that its caller cancelled: nothing of it may stay behind.
@@ -171,12 +173,10 @@ class Supervisor:
             # it ended by itself and was told so once: only forget it
             self._forget(component)
             reason = component.stop_reason or StopReason.REQUESTED
-            return {"component_id": component.id, "uptime": 0.0, "reason": reason.value,
-                    "caller": caller}
+            return _stop_answer(component, 0.0, reason, caller)
         await component.stop(caller, message, self.options.stop_timeout)
         self._forget(component)
-        return {"component_id": component.id, "uptime": uptime,
-                "reason": StopReason.REQUESTED.value, "caller": caller}
+        return _stop_answer(component, uptime, StopReason.REQUESTED, caller)
 
     def live_runs(self) -> list[SessionRun]:
         """The session runs of the components that have one (for the reactor.stop guard)."""
@@ -184,7 +184,7 @@ class Supervisor:
 
     async def restart(
         self, component_id: str, reload_modules: bool = False, caller: Any = None,
-        cause: str = "requested",
+        cause: str = "requested", reloaded: Sequence[str] = (),
     ) -> dict[str, Any]:
         """Stop and start again with the same configuration.
 
@@ -193,12 +193,12 @@ class Supervisor:
         """
         component = self._get(component_id)
         spec, restarts = _renewed(component.spec), component.restarts + 1
-        reloaded = self.reloader.reload_changed() if reload_modules else []
+        if reload_modules:
+            reloaded = (*reloaded, *self.reloader.reload_changed())
         stopped = await self.stop(component_id, caller)
         self._events.restart_requested(component_id, cause, caller)
-        started = await self.start(component_id, spec, restarts=restarts)
-        return {"stopped": stopped, "started": {**started, "reloaded": reloaded},
-                "caller": caller}
+        started = await self.start(component_id, spec, restarts=restarts, reloaded=reloaded)
+        return {"stopped": stopped, "started": started, "caller": caller}
 
     async def reload_and_restart(self, modules: list[str]) -> list[str]:
         """Reload changed modules once, then restart the components they affect.
@@ -218,7 +218,8 @@ class Supervisor:
             c.id for c in self.components.values()
             if c.active and (touched - own or touched & set(c.spec.modules))
         ]
-        restarts = [Deferred.fromCoroutine(self.restart(i, cause="reload")) for i in affected]
+        restarts = [Deferred.fromCoroutine(self.restart(i, cause="reload", reloaded=modules))
+                    for i in affected]
         results = await DeferredList(restarts, consumeErrors=True)
         for component_id, (ok, result) in zip(affected, results, strict=True):
             if not ok:
@@ -233,16 +234,18 @@ class Supervisor:
         ids = sorted(self.components)
         return [reports.record(self.components[i]) for i in ids] if full else ids
 
-    async def shutdown(self) -> builtins.list[str]:
+    async def shutdown(self, caller: Any = None) -> builtins.list[str]:
         """Stop every component, newest first, all at once; returns the ids stopped.
 
         Components that already stopped or failed by themselves are neither stopped again
-        nor listed. Each stop is bounded by the stop timeout, so the shutdown is too.
+        nor listed. Each stop is bounded by the stop timeout, so the shutdown is too. Each
+        stop event names ``caller``, who asked for the shutdown (None: a signal, a policy).
         """
         self.shutting_down = True
         # one that ended by itself was counted then, and is not stopped again
         ids = [i for i, c in reversed(self.components.items()) if not c.ended]
-        stops = {i: Deferred.fromCoroutine(self.stop(i)) for i in ids if i in self.components}
+        stops = {i: Deferred.fromCoroutine(self.stop(i, caller)) for i in ids
+                 if i in self.components}
         results = await DeferredList(list(stops.values()), consumeErrors=True)
         for component_id, (ok, result) in zip(stops, results, strict=True):
             if not ok:
@@ -285,9 +288,11 @@ class Supervisor:
             )
 
     def _register(
-        self, component_id: str, spec: ComponentSpec, builder: SessionBuilder, restarts: int
+        self, component_id: str, spec: ComponentSpec, builder: SessionBuilder, restarts: int,
+        reloaded: tuple[str, ...],
     ) -> HostedComponent:
-        component = HostedComponent(component_id, spec, builder, self._hosting, restarts)
+        component = HostedComponent(component_id, spec, builder, self._hosting, restarts,
+                                    reloaded)
         self.components.pop(component_id, None)
         self.components[component_id] = component
         self._on_change()
@@ -351,6 +356,15 @@ class Supervisor:
         if not self.shutting_down and policy.should_shutdown(reason, remaining):
             why = f"{policy.value}: component '{component.id}' {component.state.value}"
             self._request_shutdown(ExitCode.FAILED if reason.is_failure else ExitCode.OK, why)
+
+
+def _stop_answer(
+    component: HostedComponent, uptime: float, reason: StopReason, caller: Any
+) -> dict[str, Any]:
+    """What ``stop_component`` returns: ``id`` as every other answer says it, and
+    ``component_id`` as Crossbar.io's container says it."""
+    return {"id": component.id, "component_id": component.id, "uptime": uptime,
+            "reason": reason.value, "caller": caller}
 
 
 def _renewed(spec: ComponentSpec) -> ComponentSpec:

@@ -48,3 +48,10 @@ class NotASession:
 
 
 NOT_A_CLASS = 42
+
+
+class LeaveRaises(ApplicationSession):
+    """Its onLeave raises: the error must reach the log with the component's id."""
+
+    def onLeave(self, details):
+        raise RuntimeError("cleanup failed")

@@ -218,6 +218,28 @@ def test_component_ids_are_counted_node_wide_as_crossbar_does(tmp_path: Path) ->
     ]
 
 
+def test_a_component_id_the_api_would_refuse_is_reported_at_its_value(tmp_path: Path) -> None:
+    """``container check`` applies the management API's id rule to configured ids: a '.' or
+    a newline (which would forge a line of ``container run``'s output) is found before
+    anything runs; ids as Crossbar.io's examples write them pass."""
+    component = ('"type": "class", "classname": "hello.AppSession", "realm": "realm1", '
+                 '"transport": {"type": "websocket", "url": "ws://127.0.0.1:8080/ws"}')
+    config, problems = problems_in(tmp_path, (
+        '{"version": 2, "workers": [{"type": "container", "components": [\n'
+        f'  {{"id": "backend.1", {component}}},\n'
+        f'  {{"id": "c1\\nnode: ready", {component}}},\n'
+        f'  {{"id": "backend-1", {component}}}, {{"id": "hello", {component}}}]}}]}}'
+    ))
+    rule = ("a component id is 1 to 255 characters, with no whitespace, no control characters "
+            "and no '.' or '#' (it must be valid as one component of a WAMP URI)")
+    assert [str(p) for p in problems] == [
+        f"{config}:2:10: workers[0].components[0].id: invalid value \"backend.1\": "
+        f"holds '.'; {rule}",
+        f"{config}:3:10: workers[0].components[1].id: invalid value \"c1\\nnode: ready\": "
+        f"holds a control character (U+000A); {rule}",
+    ]
+
+
 def test_unreadable_file_exits_2(capsys: Any) -> None:
     code, lines = check_lines(capsys, "configs/does-not-exist.json")
     assert code == 2
@@ -378,12 +400,17 @@ def test_the_crossbar_init_template_passes(tmp_path: Path, capsys: Any) -> None:
     assert (code, lines) == (0, [f"{config}: OK (1 router, 0 containers, 0 components)"])
 
 
-def test_proxies_and_guests_are_counted(capsys: Any) -> None:
-    code, lines = check_lines(capsys, "configs/crossbar/proxy.json", "configs/crossbar/guest.json")
+def test_proxies_guests_and_components_inside_routers_are_counted(capsys: Any) -> None:
+    code, lines = check_lines(capsys, "configs/crossbar/proxy.json", "configs/crossbar/guest.json",
+                              "configs/crossbar/router_components.json")
     assert code == 0
+    embedded = len(json.loads((TESTS / "configs/crossbar/router_components.json").read_text())
+                   ["workers"][0]["components"])
     assert lines == [
         "configs/crossbar/proxy.json: OK (1 router, 1 proxy, 0 containers, 0 components)",
         "configs/crossbar/guest.json: OK (1 router, 0 containers, 2 guests, 0 components)",
+        f"configs/crossbar/router_components.json: OK (1 router, {embedded} router "
+        f"component{'s' if embedded != 1 else ''}, 0 containers, 0 components)",
     ]
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from autobahn.twisted.rawsocket import WampRawSocketClientFactory
 from autobahn.twisted.wamp import ApplicationSession
 from autobahn.twisted.websocket import WampWebSocketClientFactory
+from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import ComponentConfig, SubscribeOptions
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -56,21 +58,25 @@ async def connect(
     authid: str | None = None,
     ticket: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    serializer: Any = None,
 ) -> ClientSession:
     """Join ``realm`` at ``address`` ({"kind": "websocket", "url", "host", "port"} or
-    {"kind": "rawsocket", "host", "port"} or {"kind": "rawsocket", "path"})."""
+    {"kind": "rawsocket", "host", "port"} or {"kind": "rawsocket", "path"}), with autobahn's
+    default serializer unless ``serializer`` (an autobahn serializer instance) is given."""
     session = ClientSession(ComponentConfig(realm=realm), authid, ticket)
-    return await open_session(session, address, timeout)
+    return await open_session(session, address, timeout, serializer)
 
 
 async def open_session(session: Any, address: dict[str, Any],
-                       timeout: float = DEFAULT_TIMEOUT) -> Any:
+                       timeout: float = DEFAULT_TIMEOUT, serializer: Any = None) -> Any:
     """Connect ``session`` (whose ``joined`` Deferred fires once it is on its realm) to
     ``address`` (as for :func:`connect`) and wait until it has joined."""
     if address["kind"] == "websocket":
-        factory: Any = WampWebSocketClientFactory(lambda: session, url=address["url"])
+        serializers = [serializer] if serializer is not None else None
+        factory: Any = WampWebSocketClientFactory(lambda: session, url=address["url"],
+                                                  serializers=serializers)
     else:
-        factory = WampRawSocketClientFactory(lambda: session)
+        factory = WampRawSocketClientFactory(lambda: session, serializer=serializer)
     factory.noisy = False
     if "path" in address:
         endpoint: Any = UNIXClientEndpoint(reactor, address["path"])
@@ -167,3 +173,16 @@ async def poll(condition: Callable[[], bool], timeout: float = DEFAULT_TIMEOUT,
         waiter: Deferred[None] = Deferred()
         reactor.callLater(interval, waiter.callback, None)
         await waiter
+
+
+async def expect_error(deferred: Any, uri: str) -> ApplicationError:
+    """The ``ApplicationError`` a call fails with, after checking its URI."""
+    with pytest.raises(ApplicationError) as caught:
+        await deferred
+    assert caught.value.error == uri, caught.value
+    return caught.value
+
+
+def message(error: ApplicationError) -> str:
+    """An error's message: its first positional argument."""
+    return error.args[0] if error.args else ""

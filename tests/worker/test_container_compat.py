@@ -15,6 +15,7 @@ import sys
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,6 +39,7 @@ from container.validation import schema_problems
 from container.worker.loader import load_session_class
 from container.worker.os_options import check_on_this_machine, cpus_at
 from tests.support import wampclient
+from tests.support.certs import write_certificate
 from tests.support.paths import APPS
 from tests.support.router import WORKER_TICKET
 from tests.support.workers import management_events, worker_argv
@@ -308,8 +310,8 @@ COMPONENT_CASES = [
     ComponentCase("tcp tls", with_endpoint({**TCP, "tls": {"hostname": "example.com"}}),
                   lambda s: type(endpoint(s)).__name__ == "_WrapperEndpoint"),
     ComponentCase("tcp tls files", with_endpoint({**TCP, "tls": {
-        "hostname": "example.com", "ca_certificates": ["ca.pem"], "certificate": "c.pem",
-        "key": "k.pem"}}), lambda s: s.transport.endpoint.tls["key"] == "k.pem"),
+        "hostname": "example.com", "ca_certificates": ["c.pem"], "certificate": "c.pem",
+        "key": "c.key"}}), lambda s: s.transport.endpoint.tls["key"] == "c.key"),
     ComponentCase("tcp tls certificate without key", with_endpoint({**TCP, "tls": {
         "hostname": "example.com", "certificate": "c.pem"}}),
         warns=("transport", "endpoint", "tls", "certificate")),
@@ -330,7 +332,11 @@ COMPONENT_CASES = [
 
 
 @pytest.mark.parametrize("case", COMPONENT_CASES, ids=lambda case: case.id)
-def test_every_crossbar_component_key_is_honoured_or_warned_about(case: ComponentCase) -> None:
+def test_every_crossbar_component_key_is_honoured_or_warned_about(
+    case: ComponentCase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the TLS files a case names are read: c.pem and c.key here
+    write_certificate(tmp_path, "c")
     crossbar_accepts({"type": "container", "components": [case.config]})
     spec = parse_component(copy.deepcopy(case.config))
     assert [warning.path for warning in spec.warnings] == ([case.warns] if case.warns else [])

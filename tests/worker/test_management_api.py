@@ -16,24 +16,13 @@ from tests.support import wampclient
 from tests.support.paths import APPS
 from tests.support.ports import free_port
 from tests.support.router import CRA_WORKER_SECRET
-from tests.support.wampclient import poll
+from tests.support.wampclient import expect_error, message, poll
 
 
 async def app_client(env):
     return await wampclient.connect(
         {"kind": "rawsocket", "host": "127.0.0.1", "port": env.router.app_port}, "realm1"
     )
-
-
-async def expect_error(deferred, uri):
-    with pytest.raises(ApplicationError) as caught:
-        await deferred
-    assert caught.value.error == uri, caught.value
-    return caught.value
-
-
-def message(error: ApplicationError) -> str:
-    return error.args[0] if error.args else ""
 
 
 @pytest_twisted.ensureDeferred

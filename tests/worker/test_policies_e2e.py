@@ -226,6 +226,8 @@ async def test_restart_with_reload_runs_the_changed_code(env, module_dir):
         write_module(module_dir / f"{name}.py", 2)
         restarted = await env.call("restart_component", "v", reload_modules=True)
         assert restarted["started"]["reloaded"] == [name]
+        event = await env.events.wait_for("on_component_start", id="v", restarts=1)
+        assert event["reloaded"] == [name]  # the event says what the answer says
         assert await app.call(f"{prefix}.version") == 2
 
         (module_dir / f"{name}.py").write_text("VERSION = (\n")  # a syntax error
