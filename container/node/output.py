@@ -7,8 +7,8 @@ stderr, prefixed with the child's name, in both formats.
 
 A lifecycle event (worded by :mod:`container.events`) becomes::
 
-    12:00:01.234  w1  hello        started         session 123456 on realm1
-    12:00:04.002  w1  crashy       stopped         failed: boom; restart in 0.41 s
+    12:00:01.234  w1  hello        started         realm realm1, session 123456
+    12:00:04.002  w1  crashy       failed          boom; restarting in 0.4s, attempt 1
 
 and in JSON ``{"time": ..., "source": "worker", "event": "on_component_stop", "worker":
 "w1", "component": "crashy", "data": {...the payload...}}``. The node's own events (router
