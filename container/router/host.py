@@ -36,6 +36,8 @@ from autobahn.twisted.wamp import ApplicationSession
 from autobahn.wamp.types import CallDetails, Challenge, ComponentConfig, RegisterOptions
 from twisted.internet.defer import Deferred
 
+from container.management import worker_prefix
+
 __all__ = ["CONTROL_REALM", "NodeControl", "WorkerHost"]
 
 txaio.use_twisted()
@@ -139,12 +141,12 @@ class WorkerHost:
         factory.add(control, router, authid="nodecontroller", authrole="controller")
         await control.joined
         ready: Deferred[Any] = Deferred()
-        topic = f"crossbar.worker.{self.worker_id}.on_worker_ready"
+        topic = f"{worker_prefix(self.worker_id)}.on_worker_ready"
         await control.subscribe(lambda *args, **kwargs: _fire(ready, None), topic)
         self.session = self._worker_session()
         self.session.on("leave", lambda session, details: _fire(ready, RuntimeError(
             f"the {self.worker_type} worker left: {details.message or details.reason}")))
-        role = f"crossbar.worker.{self.worker_id}"
+        role = worker_prefix(self.worker_id)
         self.node._add_worker_role(role, self.config.get("options", {}))
         factory.add(self.session, router, authid=self.worker_id, authrole=role)
         ready.addTimeout(READY_TIMEOUT, self.reactor)

@@ -29,7 +29,13 @@ from container.connector import build_endpoint
 from container.context import outside_components
 from container.deferreds import log_failure, share
 from container.errors import ExitCode, InvalidConfiguration
-from container.management import REFUSALS, Credentials, ManagementAddress, parse_management_url
+from container.management import (
+    REFUSALS,
+    Credentials,
+    ManagementAddress,
+    parse_management_url,
+    worker_prefix,
+)
 from container.management.client import AuthenticatingSession, client_factory
 from container.options import ContainerOptions, parse_container_options
 from container.worker.api import ManagementApi
@@ -57,7 +63,7 @@ class WorkerSettings:
 
     @property
     def uri_prefix(self) -> str:
-        return self.prefix or f"crossbar.worker.{self.worker_id}"
+        return self.prefix or worker_prefix(self.worker_id)
 
 
 class ManagementSession(AuthenticatingSession):
