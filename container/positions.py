@@ -13,6 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 from json.decoder import scanstring  # type: ignore[attr-defined]  # not in typeshed
+from pathlib import Path
 
 from container.validation import Finding, JsonPath, format_key_path
 
@@ -133,3 +134,13 @@ class SourceMap:
 
 def line_starts(text: str) -> list[int]:
     return [0, *(match.end() for match in re.finditer("\n", text))]
+
+
+def locate_in_file(file: str, findings: list[Finding]) -> list[Problem]:
+    """Findings made elsewhere (key paths: Crossbar.io's, from a router child) at their places
+    in ``file``, read again now."""
+    try:
+        source = SourceMap.of(Path(file).read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):  # changed since it was checked: say it without positions
+        return [Problem(file, 1, 1, finding.path, finding.message) for finding in findings]
+    return [locate(finding, source, file) for finding in findings]

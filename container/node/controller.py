@@ -28,7 +28,6 @@ import contextlib
 import json
 import signal
 import socket
-from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -51,7 +50,7 @@ from container.node.readiness import NodeSettings, Readiness
 from container.node.rundir import CtlFile, remove_node_files, write_child_files
 from container.node.stop import GUEST_STOP_TIMEOUT, OrderedStop
 from container.node.watch import restart_on_change
-from container.positions import Problem, SourceMap, locate
+from container.positions import locate_in_file
 from container.router.listeners import close_listeners
 from container.validation import Finding
 
@@ -201,7 +200,7 @@ class Node:
         """Crossbar.io's checker refused the configuration: say where, and stop."""
         file = str(self.plan.config.path)
         findings = [Finding(tuple(p["path"]), p["message"], at_key=True) for p in problems]
-        located = _located(file, findings)
+        located = locate_in_file(file, findings)
         for problem in located:
             self.output.error(str(problem))
         self.finish(ExitCode.FAILED, f"{file}: invalid configuration ({len(located)} "
@@ -387,15 +386,6 @@ class Node:
         self.output.node_event("stopped", f"exit status {exit_code}", code=exit_code)
         self.exit_code = exit_code
         self.done.callback(exit_code)
-
-
-def _located(file: str, findings: list[Finding]) -> list[Problem]:
-    """Crossbar.io's findings (key paths, from a router child) at their places in the file."""
-    try:
-        source = SourceMap.of(Path(file).read_text(encoding="utf-8-sig"))
-    except (OSError, ValueError):  # changed since it was checked: say it without positions
-        return [Problem(file, 1, 1, finding.path, finding.message) for finding in findings]
-    return [locate(finding, source, file) for finding in findings]
 
 
 def _describe_endpoint(endpoint: dict[str, Any]) -> str:
