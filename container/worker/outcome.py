@@ -32,6 +32,7 @@ JOINED = "joined"  # joined; onJoin finished
 READY_BY_ONJOIN = "onjoin"  # onJoin (and every join handler) finished
 READY_BY_GRACE = "grace"  # onJoin still running after the ready grace period
 READY_BY_CALL = "ready_call"  # the component called container.context.ready()
+READY_BY_LEAVE = "left"  # it joined and left cleanly by itself before its join code finished
 
 # a leave of the component's own: (reason URI, message)
 OwnLeave = tuple[str, str]

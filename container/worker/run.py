@@ -29,6 +29,7 @@ from container.worker.outcome import (
     ONJOIN_RUNNING,
     READY_BY_CALL,
     READY_BY_GRACE,
+    READY_BY_LEAVE,
     READY_BY_ONJOIN,
     describe_error,
     describe_exit,
@@ -152,12 +153,21 @@ class SessionRun(RunBase):
     def _become_ready(self, by: str) -> None:
         if self.ready.called or self._details is None:
             return
-        if self._stop_requested or self._own_leave is not None or self._close_details:
+        ending = self._stop_requested or self._own_leave is not None or self._close_details
+        if ending and not self._left_cleanly():
             self._fail_start(self._left_before_ready())
             return
         self.ready_by = by
         self._ready_reached = True
         self._settle(self._details)
+
+    def _ended_before_ready(self) -> None:
+        """A component that joined and then left cleanly by itself, before its join code
+        finished, did what it was for: it started, then left (the end is told as ``left``)."""
+        if self._details is not None and self._left_cleanly():
+            self._become_ready(READY_BY_LEAVE)
+        else:
+            super()._ended_before_ready()
 
     def join_finished(self, result: Any) -> None:
         self._join_code = None

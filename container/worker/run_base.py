@@ -36,7 +36,8 @@ class RunBase:
 
     __slots__ = (
         "_build", "_close_details", "_closed", "_closed_waiters", "_component_config",
-        "_connecting", "_crash", "_end_told", "_on_end", "_opened", "_own_leave", "_owner",
+        "_connecting", "_crash", "_end_told", "_left_by_leave", "_on_end", "_opened",
+        "_own_leave", "_owner",
         "_ready_reached", "_start_error", "_start_timer", "_stop_requested", "connection",
         "log", "phase", "reactor", "ready", "session", "spec",
     )
@@ -71,6 +72,7 @@ class RunBase:
         self._closed = False
         self._stop_requested = False
         self._own_leave: OwnLeave | None = None
+        self._left_by_leave = False  # the component's own session.leave(), not reactor.stop()
         self._close_details: CloseDetails | None = None
         self._start_error: ContainerError | None = None
         self._ready_reached = False
@@ -204,11 +206,24 @@ class RunBase:
     def leaving(self, reason: str | None, message: str | None) -> None:
         if not self._stop_requested and self._own_leave is None:
             self._own_leave = (reason or "wamp.close.normal", message or "")
+            self._left_by_leave = True
 
     def left(self, details: CloseDetails) -> None:
         self._close_details = details
         if not self.ready.called:
-            self._fail_start(self._left_before_ready())
+            self._ended_before_ready()
+
+    def _ended_before_ready(self) -> None:
+        """The session closed before the run was ready: a failed start (a run that joined
+        may count it otherwise: :class:`~container.worker.run.SessionRun`)."""
+        self._fail_start(self._left_before_ready())
+
+    def _left_cleanly(self) -> bool:
+        """It called ``leave()`` itself with a ``wamp.close.*`` reason (a client that did its
+        work in ``onJoin`` and left, as autobahn's RPC examples do): nobody stopped it, and
+        neither ``reactor.stop()`` nor ``SystemExit`` nor an error reason is involved."""
+        return (self._left_by_leave and not self._stop_requested and self._own_leave is not None
+                and self._own_leave[0].startswith("wamp.close."))
 
     def _left_before_ready(self) -> ContainerError:
         return outcome.left_before_ready(self._stop_requested, self._own_leave,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from autobahn.twisted.wamp import ApplicationSession
 from autobahn.wamp import auth as wamp_auth
 from autobahn.wamp import protocol
+from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import CloseDetails, ComponentConfig, SessionDetails
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
@@ -116,12 +117,19 @@ class SupervisedSession:
         return result
 
     def onUserError(self, fail: Any, msg: str) -> None:
-        """A handler raised: ``SystemExit`` ends this component, anything else is logged."""
+        """A handler raised: ``SystemExit`` ends this component; a WAMP error (a procedure's
+        deliberate answer, which its caller got) is one line, as autobahn logs it; anything
+        else is logged with its traceback. Every line names the component."""
         error = getattr(fail, "value", None)
+        log = self._container_run.log
         if isinstance(error, SystemExit):
             self._container_run.component_exit(f"a handler raised {describe_exit(error)}")
-            return
-        _log_handler_failure(fail, self._container_run.log, msg)
+        elif isinstance(error, ApplicationError):
+            log.warn("a handler raised {error}", error=error.error_message().rstrip(": "))
+        elif error is not None and str(error) and str(error) in msg:
+            log.error("{msg}\n{traceback}", msg=msg, traceback=fail.getTraceback())
+        else:
+            _log_handler_failure(fail, log, msg)
 
 
 def _log_handler_failure(failure: Failure, log: Any, where: str) -> None:

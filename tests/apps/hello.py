@@ -49,3 +49,30 @@ class LeavesOnRequest(ApplicationSession):
 
         reactor.callLater(0, self._transport.transport.abortConnection)
         return "dropping"
+
+
+class CallsThenLeaves(ApplicationSession):
+    """A client written as autobahn's RPC frontends are: calls in onJoin, leaves, and stops
+    the reactor once disconnected (``target`` in ``extra`` names the greeter's prefix)."""
+
+    async def onJoin(self, details):
+        answer = await self.call(f"{self.config.extra['target']}.greet", "frontend")
+        self.publish(f"{self.config.extra['target']}.answered", answer)
+        self.leave()
+
+    def onDisconnect(self):
+        from twisted.internet import reactor
+
+        reactor.stop()
+
+
+class RaisesOnPurpose(ApplicationSession):
+    """``<prefix>.reserved`` answers with a WAMP error, as autobahn's rpc/errors example does."""
+
+    async def onJoin(self, details):
+        from autobahn.wamp.exception import ApplicationError
+
+        def reserved():
+            raise ApplicationError("com.myapp.error.reserved", "this name is reserved")
+
+        await self.register(reserved, f"{self.config.extra['prefix']}.reserved")

@@ -84,3 +84,24 @@ async def test_an_onleave_that_raises_is_logged_with_the_component_id(env):
     lines = [formatEvent(event) for event in events]
     assert any("[component leaver]" in line and "onLeave raised RuntimeError: cleanup failed"
                in line for line in lines), lines
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_wamp_error_a_procedure_raises_on_purpose_is_one_line_without_traceback(env):
+    prefix = env.unique()
+    await env.call("start_component", "errors",
+                   env.component("hello.RaisesOnPurpose", extra={"prefix": prefix}))
+    caller = await wampclient.connect(
+        {"kind": "rawsocket", "host": "127.0.0.1", "port": env.router.app_port}, "realm1")
+    events: list[LogEvent] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        with pytest.raises(ApplicationError) as caught:
+            await caller.call(f"{prefix}.reserved")
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+        await wampclient.close(caller)
+    assert caught.value.error == "com.myapp.error.reserved"
+    lines = [line for line in map(formatEvent, events) if "[component errors]" in line]
+    assert lines == ["[component errors] a handler raised com.myapp.error.reserved: "
+                     "this name is reserved"]

@@ -153,7 +153,6 @@ CANNOT_START = "crossbar.error.cannot_start"
         ("faulty.ConstructorRaises", CANNOT_START,
          "constructor raised ValueError: bad constructor argument"),
         ("faulty.JoinRaises", CANNOT_START, "onJoin raised RuntimeError: database unavailable"),
-        ("faulty.LeavesDuringJoin", CANNOT_START, "left before it was ready"),
     ],
 )
 @pytest_twisted.ensureDeferred
@@ -476,3 +475,30 @@ async def test_a_stop_right_after_a_start_answers_both(env, wait_for_router):
     # the worker is not wedged: it still starts and stops components
     await env.call("start_component", "after", env.component("hello.Quiet"))
     assert (await env.call("stop_component", "after"))["reason"] == "requested"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_leaves_inside_onjoin_started_and_then_left(env):
+    """autobahn's RPC frontends call in onJoin, leave, and stop the reactor once
+    disconnected: that is a component that ran and ended by itself, not a failed start."""
+    prefix = env.unique()
+    await env.call("start_component", "greeter",
+                   env.component("hello.Greeter", extra={"prefix": prefix}))
+    started = await env.call("start_component", "frontend",
+                             env.component("hello.CallsThenLeaves", extra={"target": prefix}))
+    assert (started["id"], started["ready_by"]) == ("frontend", "onjoin")
+    stop = await env.events.wait_for("on_component_stop", id="frontend")
+    assert (stop["reason"], stop["will_restart"]) == ("left", False)
+    record = await env.call("get_component", "frontend")
+    assert (record["state"], record["stop_reason"], record["restarts"]) == ("stopped", "left", 0)
+    assert (await env.call("get_component", "greeter"))["state"] == "running"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_component_that_leaves_cleanly_before_onjoin_ends_counts_as_started(env):
+    started = await env.call("start_component", "quitter",
+                             env.component("faulty.LeavesDuringJoin"))
+    assert started["id"] == "quitter"
+    stop = await env.events.wait_for("on_component_stop", id="quitter")
+    assert stop["reason"] == "left"
+    assert "changed my mind" in stop["message"]
