@@ -17,13 +17,11 @@ from __future__ import annotations
 from typing import Any
 
 import txaio
-from autobahn.wamp.types import ComponentConfig, SessionDetails
+from autobahn.wamp.types import SessionDetails
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.python.failure import Failure
 
-from container.components import ComponentSpec
 from container.errors import ComponentStartFailed
-from container.worker.builders import SessionBuilder
 from container.worker.outcome import (
     JOINED,
     ONJOIN_RUNNING,
@@ -34,7 +32,7 @@ from container.worker.outcome import (
     describe_error,
     describe_exit,
 )
-from container.worker.run_base import EndListener, RunBase
+from container.worker.run_base import RunBase
 
 DEFAULT_READY_GRACE = 1.0
 
@@ -50,17 +48,7 @@ class SessionRun(RunBase):
 
     __slots__ = ("_details", "_grace", "_grace_timer", "_join_code", "_join_failed", "ready_by")
 
-    def __init__(
-        self,
-        reactor: Any,
-        spec: ComponentSpec,
-        build: SessionBuilder,
-        component_config: ComponentConfig,
-        log: Any,
-        on_end: EndListener,
-        owner: Any = None,
-    ) -> None:
-        super().__init__(reactor, spec, build, component_config, log, on_end, owner)
+    def _init_state(self) -> None:
         self.ready_by: str | None = None
         self._grace = DEFAULT_READY_GRACE
         self._grace_timer: Any = None

@@ -78,6 +78,10 @@ class RunBase:
         self._ready_reached = False
         self._start_timer: Any = None
         self._crash: str | None = None
+        self._init_state()
+
+    def _init_state(self) -> None:
+        """A subclass's own fields (set here, so the constructor is written once)."""
 
     @property
     def component_id(self) -> str | None:
